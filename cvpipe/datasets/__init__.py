@@ -1,0 +1,76 @@
+"""Readers, one per native dataset layout. Each returns a :class:`~cvpipe.manifest.ReadResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from cvpipe.manifest import ReadResult
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+SPLIT_ALIASES = {
+    "training": "train",
+    "train": "train",
+    "validation": "val",
+    "val": "val",
+    "valid": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def is_image(path: Path) -> bool:
+    """True for a file whose suffix (any case: ``.JPG`` too) is an image format."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name for a stable manifest order."""
+    return sorted((p for p in folder.iterdir() if is_image(p)), key=lambda p: p.name)
+
+
+def rel(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` with POSIX separators."""
+    return path.relative_to(root).as_posix()
+
+
+def split_name(name: str) -> str:
+    """Normalise a split folder name: ``Training`` -> train, ``val2017`` -> val."""
+    key = name.lower().rstrip("0123456789").rstrip("_-")
+    return SPLIT_ALIASES.get(key, key)
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """``path`` if it is a readable directory, else a DataError that says what was expected."""
+    from cvpipe.errors import DataError
+
+    if not path.exists():
+        raise DataError(path, f"{what} not found")
+    if not path.is_dir():
+        raise DataError(path, f"{what} is not a directory")
+    try:
+        next(path.iterdir(), None)
+    except OSError as exc:
+        raise DataError(path, f"{what} cannot be read: {exc.strerror}") from exc
+    return path
+
+
+def reader_for(source: str) -> Callable[..., ReadResult]:
+    """The reader function for a source layout name."""
+    from cvpipe.datasets import coco, dsb2018, fruits360, simpsons, voc
+
+    readers = {
+        "coco": coco.read,
+        "fruits360": fruits360.read,
+        "simpsons": simpsons.read,
+        "dsb2018": dsb2018.read,
+        "voc": voc.read,
+    }
+    try:
+        return readers[source]
+    except KeyError:
+        raise ValueError(f"unknown source {source!r}; choose one of {sorted(readers)}") from None
+
+
+SOURCES = ("coco", "fruits360", "simpsons", "dsb2018", "voc")

@@ -1,0 +1,90 @@
+"""The Simpsons Characters (Kaggle): ``simpsons_dataset/<character>/``, a flat test set, boxes."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from cvpipe.classmap import ClassMap
+from cvpipe.datasets import list_images, rel, require_dir
+from cvpipe.errors import DataError
+from cvpipe.manifest import ImageRef, ReadResult
+
+TRAIN_DIR = "simpsons_dataset"
+TEST_DIR = "kaggle_simpson_testset"
+ANNOTATIONS = "annotation.txt"
+
+
+def _unnest(folder: Path) -> Path:
+    """The Kaggle zip nests ``simpsons_dataset/simpsons_dataset``: use the inner one when so."""
+    inner = folder / folder.name
+    return inner if inner.is_dir() else folder
+
+
+def test_label(file: Path) -> str:
+    """``homer_simpson_12.jpg`` -> ``homer_simpson``."""
+    return file.stem.rsplit("_", 1)[0]
+
+
+def read(root: Path) -> ReadResult:
+    """Character folders are the classes; test labels come from file names."""
+    train_dir = _unnest(require_dir(root / TRAIN_DIR, "Simpsons training folder"))
+    class_dirs = sorted(d for d in train_dir.iterdir() if d.is_dir())
+    classes = ClassMap.from_names(d.name for d in class_dirs)
+    images = [
+        ImageRef(file=f, path=rel(f, root), split="train", label=d.name)
+        for d in class_dirs
+        for f in list_images(d)
+    ]
+    test_dir = root / TEST_DIR
+    if test_dir.is_dir():
+        test_dir = _unnest(test_dir)
+        images += [
+            ImageRef(file=f, path=rel(f, root), split="test", label=test_label(f))
+            for f in list_images(test_dir)
+        ]
+    boxes = read_annotations(root / ANNOTATIONS, train_dir, root, classes)
+    return ReadResult(task="classification", classes=classes, images=images, boxes=boxes)
+
+
+def read_annotations(path: Path, train_dir: Path, root: Path, classes: ClassMap) -> list[dict]:
+    """Rows ``./characters/<c>/pic_0000.jpg,x1,y1,x2,y2,<c>``; corners kept as written."""
+    if not path.is_file():
+        return []
+    boxes = []
+    with open(path, encoding="utf-8", newline="") as f:
+        for line_no, row in enumerate(csv.reader(f), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) != 6:
+                raise DataError(path, f"expected 6 comma-separated fields, got {len(row)}", line_no)
+            image, *corners, name = (c.strip() for c in row)
+            try:
+                x1, y1, x2, y2 = (float(c) for c in corners)
+            except ValueError:
+                raise DataError(path, f"non-numeric box corners {corners}", line_no) from None
+            parts = Path(image).parts
+            if len(parts) < 2:
+                raise DataError(path, f"image path {image!r} has no character folder", line_no)
+            file = train_dir / parts[-2] / parts[-1]
+            known = name in classes.names
+            boxes.append(
+                {
+                    "path": rel(file, root),
+                    "split": "train",
+                    "class_index": classes.index_of(name) if known else None,
+                    "class_name": name if known else None,
+                    "x_min": x1,
+                    "y_min": y1,
+                    "x_max": x2,
+                    "y_max": y2,
+                    "iscrowd": False,
+                    "difficult": False,
+                    "truncated": False,
+                    "annotation": f"{rel(path, root)}:{line_no}",
+                    "source_id": str(line_no),
+                    "source_class": name,
+                    "source_image": image,
+                }
+            )
+    return boxes

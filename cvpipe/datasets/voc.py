@@ -1,0 +1,167 @@
+"""Pascal VOC XML as LabelImg writes it: ``annotations/*.xml`` beside ``images/``."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from cvpipe.classmap import ClassMap
+from cvpipe.datasets import is_image, list_images, rel, require_dir
+from cvpipe.errors import DataError
+from cvpipe.manifest import ImageRef, ReadResult
+
+ANNOTATION_DIRS = ("annotations", "Annotations")
+IMAGE_DIRS = ("images", "JPEGImages")
+CLASS_FILES = ("classes.txt", "predefined_classes.txt")
+
+
+def parse_xml(path: Path) -> ET.Element:
+    """Parse one annotation; malformed XML names the file and line."""
+    try:
+        return ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        line, col = exc.position
+        raise DataError(path, f"malformed XML: {exc.msg if hasattr(exc, 'msg') else exc} (column {col})", line) from exc
+    except OSError as exc:
+        raise DataError(path, f"cannot be read: {exc.strerror}") from exc
+
+
+def _text(node: ET.Element, tag: str) -> str | None:
+    child = node.find(tag)
+    return child.text.strip() if child is not None and child.text else None
+
+
+def _number(path: Path, node: ET.Element, tag: str) -> float:
+    value = _text(node, tag)
+    try:
+        return float(value)  # LabelImg writes ints; other tools write floats
+    except (TypeError, ValueError):
+        raise DataError(path, f"<{tag}> is {value!r}, not a number") from None
+
+
+def _flag(node: ET.Element, tag: str) -> bool:
+    return (_text(node, tag) or "0") in ("1", "true", "True")
+
+
+def _optional_int(node: ET.Element | None, tag: str) -> int | None:
+    value = _text(node, tag) if node is not None else None
+    try:
+        return int(float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def resolve_image(filename: str, search: list[Path], root: Path) -> tuple[Path | None, str | None]:
+    """Locate ``<filename>`` in the search folders (``.JPG`` for ``.jpg`` too), never outside root.
+
+    ``<path>`` is ignored: LabelImg writes the annotator's absolute path from another machine.
+    """
+    name = Path(filename)
+    if name.is_absolute() or ".." in name.parts:
+        return None, f"<filename> {filename!r} escapes the images folder"
+    for folder in search:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate, None
+        if candidate.parent.is_dir():
+            lower = name.name.lower()
+            for other in candidate.parent.iterdir():
+                if other.name.lower() == lower and other.is_file():
+                    return other, None
+    return None, f"<filename> {filename!r} not found in {[rel(s, root) or '.' for s in search]}"
+
+
+def read_class_list(path: Path) -> list[str]:
+    """Class names, one a line (LabelImg's ``predefined_classes.txt``)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read(root: Path, classes_file: Path | None = None) -> ReadResult:
+    """Every XML is one image; images without an XML are kept as background images."""
+    require_dir(root, "VOC root")
+    ann_dir = next((root / d for d in ANNOTATION_DIRS if (root / d).is_dir()), root)
+    image_dirs = [root / d for d in IMAGE_DIRS if (root / d).is_dir()]
+    xml_files = sorted(ann_dir.glob("*.xml"))
+    if not xml_files:
+        raise DataError(ann_dir, "no Pascal VOC .xml annotation files")
+
+    parsed = [(f, parse_xml(f)) for f in xml_files]
+    declared = _declared_classes(root, classes_file)
+    if declared is None:
+        found = {_text(o, "name") or "" for _, x in parsed for o in x.iter("object")}
+        declared = sorted(found - {""})
+    classes = ClassMap.from_names(declared)
+
+    images: list[ImageRef] = []
+    boxes: list[dict] = []
+    seen: set[Path] = set()
+    for f, xml in parsed:
+        if xml.tag != "annotation":
+            raise DataError(f, f"root element is <{xml.tag}>, expected <annotation>")
+        filename = _text(xml, "filename")
+        if filename is None:
+            raise DataError(f, "no <filename>")
+        file, error = resolve_image(filename, [f.parent, *image_dirs], root)
+        path = rel(file, root) if file is not None else filename
+        if file is not None:
+            seen.add(file.resolve())
+        size = xml.find("size")
+        images.append(
+            ImageRef(
+                file=file or f,
+                path=path,
+                split="unsplit",
+                source_id=rel(f, root),
+                declared_width=_optional_int(size, "width"),
+                declared_height=_optional_int(size, "height"),
+                error=error,
+            )
+        )
+        for obj in xml.iter("object"):
+            boxes.append(_box(f, root, obj, path, classes))
+    background = [
+        p for d in image_dirs for p in list_images(d) if is_image(p) and p.resolve() not in seen
+    ]
+    images += [ImageRef(file=p, path=rel(p, root), split="unsplit") for p in background]
+    return ReadResult(
+        task="detection", classes=classes, images=images, boxes=boxes,
+        notes={"images_without_annotation": len(background)},
+    )
+
+
+def _declared_classes(root: Path, classes_file: Path | None) -> list[str] | None:
+    if classes_file is not None:
+        if not classes_file.is_file():
+            raise DataError(classes_file, "class list not found")
+        if classes_file.suffix == ".json":
+            return ClassMap.load(classes_file).names
+        return read_class_list(classes_file)
+    for name in CLASS_FILES:
+        if (root / name).is_file():
+            return read_class_list(root / name)
+    return None
+
+
+def _box(f: Path, root: Path, obj: ET.Element, path: str, classes: ClassMap) -> dict:
+    name = _text(obj, "name")
+    bndbox = obj.find("bndbox")
+    if bndbox is None:
+        raise DataError(f, f"<object> {name!r} has no <bndbox>")
+    known = name in classes.names
+    return {
+        "path": path,
+        "split": "unsplit",
+        "class_index": classes.index_of(name) if known else None,
+        "class_name": name if known else None,
+        "x_min": _number(f, bndbox, "xmin"),
+        "y_min": _number(f, bndbox, "ymin"),
+        "x_max": _number(f, bndbox, "xmax"),
+        "y_max": _number(f, bndbox, "ymax"),
+        "iscrowd": False,
+        "difficult": _flag(obj, "difficult"),
+        "truncated": _flag(obj, "truncated"),
+        "annotation": rel(f, root),
+        "source_id": None,
+        "source_class": name,
+        "source_image": path,
+    }

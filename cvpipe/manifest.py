@@ -1,0 +1,217 @@
+"""Manifests: one Parquet row per image (and per box or mask), probed in parallel, streamed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+from tqdm import tqdm
+
+from cvpipe.classmap import ClassMap
+from cvpipe.io import atomic_path, sha256_file
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),  # relative to the dataset root, POSIX separators
+        ("split", pa.string()),
+        ("label", pa.string()),  # class name for classification sets, null otherwise
+        ("source_id", pa.string()),  # the source's own image id (COCO id, DSB id), if any
+        ("sha256", pa.string()),
+        ("bytes", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("mode", pa.string()),  # PIL mode: RGB, L, RGBA, I;16, CMYK ...
+        ("channels", pa.int8()),
+        ("declared_width", pa.int32()),  # what the annotation says, to compare with width
+        ("declared_height", pa.int32()),
+        ("probe_error", pa.string()),  # null when the header could be read
+    ]
+)
+
+BOX_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("split", pa.string()),
+        ("class_index", pa.int32()),
+        ("class_name", pa.string()),
+        ("x_min", pa.float64()),  # pixels, as the source gives them (never reordered here)
+        ("y_min", pa.float64()),
+        ("x_max", pa.float64()),
+        ("y_max", pa.float64()),
+        ("iscrowd", pa.bool_()),
+        ("difficult", pa.bool_()),
+        ("truncated", pa.bool_()),
+        ("annotation", pa.string()),  # annotation file (relative), with :line for text formats
+        ("source_id", pa.string()),  # the source's own annotation id, if any
+        ("source_class", pa.string()),  # the class as the source wrote it (COCO category id, name)
+        ("source_image", pa.string()),  # the image as the source referred to it (COCO image_id)
+    ]
+)
+
+MASK_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),  # the image the mask belongs to
+        ("split", pa.string()),
+        ("mask_path", pa.string()),
+        ("mask_sha256", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("area", pa.int64()),  # non-zero pixels
+        ("probe_error", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image found by a reader, before probing."""
+
+    file: Path
+    path: str
+    split: str
+    label: str | None = None
+    source_id: str | None = None
+    declared_width: int | None = None
+    declared_height: int | None = None
+    error: str | None = None  # set by the reader when the file cannot even be located safely
+
+
+@dataclass(frozen=True)
+class MaskRef:
+    """A mask file found by a reader, before probing."""
+
+    file: Path
+    path: str
+    mask_path: str
+    split: str
+
+
+@dataclass
+class ReadResult:
+    """What a reader finds: the class map, images, and boxes or masks where the task has them."""
+
+    task: str
+    classes: ClassMap
+    images: list[ImageRef]
+    boxes: list[dict] | None = None
+    masks: list[MaskRef] | None = None
+    notes: dict[str, int] = field(default_factory=dict)
+
+
+def parallel_map(
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    desc: str,
+    workers: int | None = None,
+    window: int = 256,
+) -> Iterator[R]:
+    """Ordered ``map`` on a thread pool with at most ``window`` items in flight and a progress bar.
+
+    Threads pay here: hashing and image decoding release the GIL.
+    """
+    workers = workers or os.cpu_count() or 1
+    progress = tqdm(total=len(items), desc=desc, unit="file", disable=None, leave=False)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        it = iter(items)
+        pending = [pool.submit(fn, x) for x in islice(it, window)]
+        while pending:
+            head = pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(fn, nxt))
+            yield head.result()
+            progress.update(1)
+    progress.close()
+
+
+def _open_header(file: Path) -> tuple[int | None, int | None, str | None, int | None, str | None]:
+    try:
+        with Image.open(file) as im:
+            return im.width, im.height, im.mode, len(im.getbands()), None
+    except Exception as exc:  # noqa: BLE001 - any failure is recorded for the data gate
+        return None, None, None, None, f"{type(exc).__name__}: {exc}"
+
+
+def probe_image(ref: ImageRef) -> dict:
+    """Manifest row for one image: hash, size, mode; a header that cannot be read is recorded."""
+    digest = size = None
+    if ref.error is not None:
+        width = height = mode = channels = None
+        error = ref.error
+    elif not ref.file.is_file():
+        width = height = mode = channels = None
+        error = "FileNotFoundError: no such image file"
+    else:
+        width, height, mode, channels, error = _open_header(ref.file)
+        digest, size = sha256_file(ref.file), ref.file.stat().st_size
+    return {
+        "path": ref.path,
+        "split": ref.split,
+        "label": ref.label,
+        "source_id": ref.source_id,
+        "sha256": digest,
+        "bytes": size,
+        "width": width,
+        "height": height,
+        "mode": mode,
+        "channels": channels,
+        "declared_width": ref.declared_width,
+        "declared_height": ref.declared_height,
+        "probe_error": error,
+    }
+
+
+def probe_mask(ref: MaskRef) -> dict:
+    """Mask row: hash, size and foreground area (the mask is decoded)."""
+    row = {
+        "path": ref.path,
+        "split": ref.split,
+        "mask_path": ref.mask_path,
+        "mask_sha256": sha256_file(ref.file),
+        "width": None,
+        "height": None,
+        "area": None,
+        "probe_error": None,
+    }
+    try:
+        with Image.open(ref.file) as im:
+            row["width"], row["height"] = im.width, im.height
+            row["area"] = int(np.count_nonzero(np.asarray(im)))
+    except Exception as exc:  # noqa: BLE001 - recorded for the data gate
+        row["probe_error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def write_table(rows: Iterable[dict], schema: pa.Schema, target: str | Path) -> int:
+    """Write rows to Parquet atomically, in record batches; returns the row count."""
+    n = 0
+    with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for batch in _batched(rows, 4096):
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+        if n == 0:
+            writer.write_table(schema.empty_table())
+    return n
+
+
+def _batched(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    it = iter(rows)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def read_table(path: str | Path) -> pa.Table:
+    """Read a manifest, box or mask table."""
+    return pq.read_table(path)

@@ -1,0 +1,1 @@
+"""Prefect flows: the stage ``run`` functions as tasks, adding only orchestration."""

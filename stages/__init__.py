@@ -1,0 +1,1 @@
+"""Pipeline stages: each module has a pure ``run(...)`` and a thin ``main()`` that dvc.yaml calls."""

@@ -1,0 +1,113 @@
+"""Ingest: read a dataset in its native layout; write its manifest, box/mask table and class map.
+
+    python -m stages.ingest --source {coco,fruits360,simpsons,dsb2018,voc} --root DIR --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cvpipe.datasets import SOURCES, reader_for
+from cvpipe.errors import DataError
+from cvpipe.io import write_json
+from cvpipe.manifest import (
+    BOX_SCHEMA,
+    MANIFEST_SCHEMA,
+    MASK_SCHEMA,
+    parallel_map,
+    probe_image,
+    probe_mask,
+    write_table,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Counts of what :func:`run` wrote (``--metrics`` saves them for ``dvc metrics show``)."""
+
+    source: str
+    task: str
+    images: int
+    classes: int
+    boxes: int | None
+    masks: int | None
+    unreadable_images: int
+    images_per_split: dict[str, int]
+    notes: dict[str, int]
+
+
+def run(source: str, root: Path, out: Path, classes_file: Path | None = None, workers: int | None = None) -> IngestResult:
+    """Read ``root`` as ``source`` and write ``manifest.parquet``, ``classes.json`` and more to ``out``."""
+    reader = reader_for(source)
+    found = reader(root, classes_file) if source == "voc" else reader(root)
+    out.mkdir(parents=True, exist_ok=True)
+
+    splits: Counter[str] = Counter()
+    unreadable = 0
+
+    def rows():
+        nonlocal unreadable
+        for row in parallel_map(probe_image, found.images, f"{source} images", workers):
+            splits[row["split"]] += 1
+            unreadable += row["probe_error"] is not None
+            yield row
+
+    n_images = write_table(rows(), MANIFEST_SCHEMA, out / "manifest.parquet")
+    n_boxes = n_masks = None
+    if found.boxes is not None:
+        n_boxes = write_table(found.boxes, BOX_SCHEMA, out / "boxes.parquet")
+    if found.masks is not None:
+        masks = parallel_map(probe_mask, found.masks, f"{source} masks", workers)
+        n_masks = write_table(masks, MASK_SCHEMA, out / "masks.parquet")
+    found.classes.save(out / "classes.json")
+
+    result = IngestResult(
+        source=source,
+        task=found.task,
+        images=n_images,
+        classes=len(found.classes),
+        boxes=n_boxes,
+        masks=n_masks,
+        unreadable_images=unreadable,
+        images_per_split=dict(sorted(splits.items())),
+        notes=found.notes,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, choices=SOURCES, help="native layout of the dataset")
+    parser.add_argument("--root", required=True, type=Path, help="dataset folder as downloaded")
+    parser.add_argument("--out", required=True, type=Path, help="folder for manifest.parquet and classes.json")
+    parser.add_argument("--classes", type=Path, help="VOC only: class list (one name a line, or classes.json)")
+    parser.add_argument("--workers", type=int, help="threads for hashing and probing (default: all cores)")
+    parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        result = run(args.source, args.root, args.out, args.classes, args.workers)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.metrics:
+        write_json(args.metrics, asdict(result))
+    box_or_mask = f", {result.boxes} boxes" if result.boxes is not None else ""
+    box_or_mask += f", {result.masks} masks" if result.masks is not None else ""
+    log.info(
+        "%s: %d images%s, %d classes -> %s", args.source, result.images, box_or_mask, result.classes, args.out
+    )
+    if result.unreadable_images:
+        log.warning("%d images could not be read; see probe_error in the manifest", result.unreadable_images)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
