@@ -37,6 +37,7 @@ def _categories(path: Path, data: dict) -> dict[int, str]:
 
 def read(root: Path) -> ReadResult:
     """Read every ``annotations/instances_*.json`` split of a COCO-layout folder."""
+    require_dir(root, "COCO root")
     ann_dir = require_dir(root / "annotations", "COCO annotations folder")
     files = sorted(ann_dir.glob("instances_*.json"))
     if not files:

@@ -21,7 +21,8 @@ def parse_xml(path: Path) -> ET.Element:
         return ET.parse(path).getroot()
     except ET.ParseError as exc:
         line, col = exc.position
-        raise DataError(path, f"malformed XML: {exc.msg if hasattr(exc, 'msg') else exc} (column {col})", line) from exc
+        reason = str(exc).split(": line")[0]
+        raise DataError(path, f"malformed XML: {reason} (column {col})", line) from exc
     except OSError as exc:
         raise DataError(path, f"cannot be read: {exc.strerror}") from exc
 

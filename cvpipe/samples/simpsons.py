@@ -46,14 +46,19 @@ def draw_character(draw: ImageDraw.ImageDraw, rng: np.random.Generator, name: st
     return int(cx - r * 1.7), int(max(top, 0)), int(cx + r * 1.7), int(cy + r * 1.05)
 
 
+def _muted(rng: np.random.Generator) -> tuple[int, int, int]:
+    grey = int(rng.integers(70, 190))
+    return tuple(int(np.clip(grey + rng.integers(-25, 26), 0, 255)) for _ in range(3))
+
+
 def _picture(rng: np.random.Generator, name: str) -> tuple[Image.Image, tuple[int, int, int, int]]:
     w, h = int(rng.integers(96, 193)), int(rng.integers(96, 193))
-    image = noisy_background(rng, (w, h), tuple(int(c) for c in rng.integers(60, 200, 3)), sigma=10)
+    image = noisy_background(rng, (w, h), _muted(rng), sigma=10)
     draw = ImageDraw.Draw(image)
-    for _ in range(3):  # clutter, so the background alone tells nothing
+    for _ in range(3):  # clutter in muted colours: the background tells nothing, the character does
         bx, by = int(rng.integers(0, w)), int(rng.integers(0, h))
-        draw.rectangle([bx, by, bx + int(rng.integers(10, 40)), by + int(rng.integers(10, 40))], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    s = int(rng.integers(int(min(w, h) * 0.55), int(min(w, h) * 0.8)))
+        draw.rectangle([bx, by, bx + int(rng.integers(10, 40)), by + int(rng.integers(10, 40))], fill=_muted(rng))
+    s = int(rng.integers(int(min(w, h) * 0.7), int(min(w, h) * 0.9)))
     x0, y0 = int(rng.integers(0, w - s + 1)), int(rng.integers(int(s * 0.3), max(int(s * 0.3) + 1, h - s + 1)))
     box = draw_character(draw, rng, name, x0, y0 - int(s * 0.3), s)
     return add_noise(rng, image, 4), box

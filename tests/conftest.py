@@ -1,0 +1,46 @@
+"""Shared fixtures: real extracts (skipped when absent), tiny image writers, isolated tool homes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tool_homes(tmp_path_factory, monkeypatch):
+    """Keep ultralytics, Prefect and MLflow state out of the user's home and the repository."""
+    home = tmp_path_factory.getbasetemp() / "tool-homes"
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(home / "ultralytics"))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture
+def realdata() -> Path:
+    """``../shared/realdata``: small unmodified extracts of the real datasets."""
+    if not REALDATA.is_dir():
+        pytest.skip("../shared/realdata is not present on this machine")
+    return REALDATA
+
+
+def write_image(path: Path, size=(32, 24), mode="RGB", fmt=None, color=128) -> Path:
+    """A small solid image of ``size`` (w, h) and ``mode``; format from the suffix unless ``fmt``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "I;16":
+        image = Image.fromarray(np.full(size[::-1], 40000, dtype=np.uint16), "I;16")
+    else:
+        image = Image.new(mode, size, color if mode in ("L", "1", "P") else (color,) * len(mode))
+    image.save(path, format=fmt)
+    return path
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -1,0 +1,80 @@
+import pytest
+
+from cvpipe.datasets import voc
+from cvpipe.errors import DataError
+from cvpipe.manifest import probe_image
+from cvpipe.samples.voc import labelimg_xml
+from tests.conftest import write_image
+
+
+def make_voc(root, name, size, objects, filename=None, declared=None, path_dir="/Users/someone/Desktop/images"):
+    w, h = declared or size
+    xml = labelimg_xml(filename or name, w, h, objects, verified=True).replace(
+        "/Users/annotator/Desktop/london_underground/images", path_dir
+    )
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / f"{name.rsplit('.', 1)[0]}.xml").write_text(xml, encoding="utf-8")
+    return root
+
+
+def test_foreign_path_uppercase_suffix_declared_size_and_non_ascii(tmp_path):
+    write_image(tmp_path / "images" / "straße.JPG", (40, 30))
+    make_voc(tmp_path, "straße.jpg", (40, 30), [("way out", (2, 3, 20, 25), False)], declared=(400, 300))
+    found = voc.read(tmp_path)
+    (image,) = found.images
+    assert image.path == "images/straße.JPG" and image.error is None
+    row = probe_image(image)
+    assert (row["width"], row["declared_width"]) == (40, 400)
+    (box,) = found.boxes
+    assert (box["class_name"], box["x_max"], box["annotation"]) == ("way out", 20, "annotations/straße.xml")
+
+
+def test_filename_escaping_the_folder_or_missing_is_recorded(tmp_path):
+    make_voc(tmp_path, "a.jpg", (10, 10), [], filename="../../etc/passwd")
+    make_voc(tmp_path, "b.jpg", (10, 10), [])
+    rows = {r["source_id"]: r for r in map(probe_image, voc.read(tmp_path).images)}
+    assert "escapes the images folder" in rows["annotations/a.xml"]["probe_error"]
+    assert "not found" in rows["annotations/b.xml"]["probe_error"]
+
+
+def test_images_without_xml_are_kept_as_background(tmp_path):
+    write_image(tmp_path / "images" / "a.jpg")
+    write_image(tmp_path / "images" / "empty.jpg")
+    make_voc(tmp_path, "a.jpg", (32, 24), [("sign", (1, 1, 5, 5), False)])
+    found = voc.read(tmp_path)
+    assert sorted(i.path for i in found.images) == ["images/a.jpg", "images/empty.jpg"]
+    assert found.notes == {"images_without_annotation": 1}
+
+
+def test_class_list_declares_unused_classes_and_unknown_names_are_recorded(tmp_path):
+    write_image(tmp_path / "images" / "a.jpg")
+    make_voc(tmp_path, "a.jpg", (32, 24), [("cat", (1, 1, 5, 5), False), ("dgo", (1, 1, 5, 5), False)])
+    (tmp_path / "classes.txt").write_text("dog\ncat\nbird\n")
+    found = voc.read(tmp_path)
+    assert found.classes.names == ["dog", "cat", "bird"]
+    assert [(b["class_index"], b["source_class"]) for b in found.boxes] == [(1, "cat"), (None, "dgo")]
+
+
+def test_malformed_xml_names_file_and_line(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    bad = tmp_path / "annotations" / "x.xml"
+    bad.write_text("<annotation>\n<filename>a.jpg</filename>\n<size></annotation>\n")
+    with pytest.raises(DataError) as err:
+        voc.read(tmp_path)
+    assert str(err.value) == f"{bad}:3: malformed XML: mismatched tag (column 8)"
+
+
+def test_non_numeric_corner_names_file(tmp_path):
+    make_voc(tmp_path, "a.jpg", (10, 10), [("a", (1, 1, 5, 5), False)])
+    xml = tmp_path / "annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<xmax>5</xmax>", "<xmax>five</xmax>"))
+    with pytest.raises(DataError, match="a.xml: <xmax> is 'five', not a number"):
+        voc.read(tmp_path)
+
+
+def test_raccoon_figures(realdata):
+    found = voc.read(realdata / "voc_labelimg_raccoon")
+    assert len(found.images) == 50 and all(i.error is None for i in found.images)
+    assert len(found.boxes) == 53
+    assert found.classes.names == ["raccoon"]
+    assert found.notes == {"images_without_annotation": 0}

@@ -1,0 +1,77 @@
+"""stages.ingest: files written, counts returned, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from cvpipe.classmap import ClassMap
+from cvpipe.manifest import MANIFEST_SCHEMA
+from cvpipe.samples import generate
+from stages import ingest
+from tests.conftest import REPO, write_image
+
+
+def test_run_writes_manifest_boxes_and_class_map(tmp_path):
+    root = generate("coco", tmp_path / "coco")
+    result = ingest.run("coco", root, tmp_path / "out", workers=2)
+    manifest = pq.read_table(tmp_path / "out" / "manifest.parquet")
+    assert manifest.schema.equals(MANIFEST_SCHEMA)
+    assert manifest.num_rows == result.images == 64
+    assert result.images_per_split == {"train": 48, "val": 16}
+    assert pq.read_table(tmp_path / "out" / "boxes.parquet").num_rows == result.boxes
+    assert ClassMap.load(tmp_path / "out" / "classes.json").names == ["circle", "square", "triangle", "ring"]
+    assert not (tmp_path / "out" / "masks.parquet").exists()
+    assert result.unreadable_images == 0
+
+
+def test_manifest_rows_are_in_reader_order_whatever_the_workers(tmp_path):
+    root = generate("fruits360", tmp_path / "fruits")
+    ingest.run("fruits360", root, tmp_path / "one", workers=1)
+    ingest.run("fruits360", root, tmp_path / "four", workers=4)
+    assert pq.read_table(tmp_path / "one" / "manifest.parquet").equals(pq.read_table(tmp_path / "four" / "manifest.parquet"))
+
+
+def test_unreadable_images_are_recorded_not_fatal(tmp_path):
+    write_image(tmp_path / "Training" / "Kiwi" / "good.jpg")
+    (tmp_path / "Training" / "Kiwi" / "truncated.jpg").write_bytes(b"\xff\xd8\xff")
+    (tmp_path / "Training" / "Kiwi" / "empty.jpg").write_bytes(b"")
+    result = ingest.run("fruits360", tmp_path, tmp_path / "out")
+    rows = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
+    errors = {r["path"].rsplit("/", 1)[1]: r["probe_error"] for r in rows}
+    assert result.unreadable_images == 2 and errors["good.jpg"] is None
+    assert errors["empty.jpg"].startswith("UnidentifiedImageError")
+    assert all(r["sha256"] for r in rows)  # hashed all the same: the gate reports them by file
+
+
+def test_main_writes_metrics(tmp_path):
+    root = generate("dsb2018", tmp_path / "dsb")
+    code = ingest.main(["--source", "dsb2018", "--root", str(root), "--out", str(tmp_path / "out"), "--metrics", str(tmp_path / "m.json")])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert code == 0 and metrics["masks"] == 75 and metrics["task"] == "segmentation"
+
+
+@pytest.mark.parametrize(
+    ("source", "setup", "message"),
+    [
+        ("coco", lambda r: None, "missing: COCO root not found"),
+        ("voc", lambda r: (r.mkdir(), (r / "x.xml").write_text("<annotation>")), "x.xml:1: malformed XML"),
+        ("simpsons", lambda r: (r.mkdir(), (r / "simpsons_dataset").write_text("")), "is not a directory"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, source, setup, message):
+    root = tmp_path / "missing"
+    setup(root)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.ingest", "--source", source, "--root", str(root), "--out", str(tmp_path / "out")],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line and str(tmp_path) in line
+    assert not (tmp_path / "out" / "manifest.parquet").exists()
