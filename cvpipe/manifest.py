@@ -115,25 +115,36 @@ def parallel_map(
     items: Sequence[T],
     desc: str,
     workers: int | None = None,
-    window: int = 256,
+    chunk: int = 32,
 ) -> Iterator[R]:
-    """Ordered ``map`` on a thread pool with at most ``window`` items in flight and a progress bar.
+    """Ordered ``map`` on a thread pool, in chunks, with a bounded number in flight and a progress bar.
 
-    Threads pay here: hashing and image decoding release the GIL.
+    Threads pay here: hashing and image decoding release the GIL. One worker runs inline.
     """
     workers = workers or os.cpu_count() or 1
     progress = tqdm(total=len(items), desc=desc, unit="file", disable=None, leave=False)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        it = iter(items)
-        pending = [pool.submit(fn, x) for x in islice(it, window)]
-        while pending:
-            head = pending.pop(0)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(fn, nxt))
-            yield head.result()
-            progress.update(1)
-    progress.close()
+    try:
+        if workers == 1:
+            for x in items:
+                yield fn(x)
+                progress.update(1)
+            return
+        chunks = (items[i : i + chunk] for i in range(0, len(items), chunk))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            pending = [pool.submit(_apply, fn, c) for c in islice(chunks, 4 * workers)]
+            while pending:
+                results = pending.pop(0).result()
+                nxt = next(chunks, None)
+                if nxt is not None:
+                    pending.append(pool.submit(_apply, fn, nxt))
+                yield from results
+                progress.update(len(results))
+    finally:
+        progress.close()
+
+
+def _apply(fn: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
+    return [fn(x) for x in chunk]
 
 
 def _open_header(file: Path) -> tuple[int | None, int | None, str | None, int | None, str | None]:
