@@ -36,7 +36,9 @@ MANIFEST_SCHEMA = pa.schema(
         ("channels", pa.int8()),
         ("declared_width", pa.int32()),  # what the annotation says, to compare with width
         ("declared_height", pa.int32()),
-        ("probe_error", pa.string()),  # null when the header could be read
+        ("locate_error", pa.string()),  # the annotation's image could not be found (safely)
+        ("annotation_error", pa.string()),  # the image's annotation file could not be parsed
+        ("probe_error", pa.string()),  # the file exists but its header could not be read
     ]
 )
 
@@ -57,6 +59,7 @@ BOX_SCHEMA = pa.schema(
         ("source_id", pa.string()),  # the source's own annotation id, if any
         ("source_class", pa.string()),  # the class as the source wrote it (COCO category id, name)
         ("source_image", pa.string()),  # the image as the source referred to it (COCO image_id)
+        ("error", pa.string()),  # a row that could not be parsed (ingest --on-bad-annotation record)
     ]
 )
 
@@ -69,6 +72,7 @@ MASK_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("area", pa.int64()),  # non-zero pixels
+        ("binary", pa.bool_()),  # at most two values, one of them 0
         ("probe_error", pa.string()),
     ]
 )
@@ -85,7 +89,8 @@ class ImageRef:
     source_id: str | None = None
     declared_width: int | None = None
     declared_height: int | None = None
-    error: str | None = None  # set by the reader when the file cannot even be located safely
+    locate_error: str | None = None  # set by the reader when the file cannot be located safely
+    annotation_error: str | None = None  # set by the reader when the annotation cannot be parsed
 
 
 @dataclass(frozen=True)
@@ -156,32 +161,30 @@ def _open_header(file: Path) -> tuple[int | None, int | None, str | None, int | 
 
 
 def probe_image(ref: ImageRef) -> dict:
-    """Manifest row for one image: hash, size, mode; a header that cannot be read is recorded."""
-    digest = size = None
-    if ref.error is not None:
-        width = height = mode = channels = None
-        error = ref.error
-    elif not ref.file.is_file():
-        width = height = mode = channels = None
-        error = "FileNotFoundError: no such image file"
-    else:
-        width, height, mode, channels, error = _open_header(ref.file)
-        digest, size = sha256_file(ref.file), ref.file.stat().st_size
-    return {
+    """Manifest row for one image: hash, size, mode. Problems are recorded for the data gate."""
+    row = {
         "path": ref.path,
         "split": ref.split,
         "label": ref.label,
         "source_id": ref.source_id,
-        "sha256": digest,
-        "bytes": size,
-        "width": width,
-        "height": height,
-        "mode": mode,
-        "channels": channels,
+        "sha256": None,
+        "bytes": None,
+        "width": None,
+        "height": None,
+        "mode": None,
+        "channels": None,
         "declared_width": ref.declared_width,
         "declared_height": ref.declared_height,
-        "probe_error": error,
+        "locate_error": ref.locate_error,
+        "annotation_error": ref.annotation_error,
+        "probe_error": None,
     }
+    if ref.locate_error is None and not ref.file.is_file():
+        row["locate_error"] = "no such image file"
+    if row["locate_error"] is None:
+        row["width"], row["height"], row["mode"], row["channels"], row["probe_error"] = _open_header(ref.file)
+        row["sha256"], row["bytes"] = sha256_file(ref.file), ref.file.stat().st_size
+    return row
 
 
 def probe_mask(ref: MaskRef) -> dict:
@@ -194,12 +197,16 @@ def probe_mask(ref: MaskRef) -> dict:
         "width": None,
         "height": None,
         "area": None,
+        "binary": None,
         "probe_error": None,
     }
     try:
         with Image.open(ref.file) as im:
             row["width"], row["height"] = im.width, im.height
-            row["area"] = int(np.count_nonzero(np.asarray(im)))
+            pixels = np.asarray(im)
+            row["area"] = int(np.count_nonzero(pixels))
+            values = np.unique(pixels)
+            row["binary"] = bool(values.size == 1 or (values.size == 2 and values[0] == 0))
     except Exception as exc:  # noqa: BLE001 - recorded for the data gate
         row["probe_error"] = f"{type(exc).__name__}: {exc}"
     return row

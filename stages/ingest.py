@@ -26,6 +26,7 @@ from cvpipe.manifest import (
 )
 
 log = logging.getLogger(__name__)
+BAD_ANNOTATION_POLICIES = ("stop", "record")
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,25 @@ class IngestResult:
     notes: dict[str, int]
 
 
-def run(source: str, root: Path, out: Path, classes_file: Path | None = None, workers: int | None = None) -> IngestResult:
-    """Read ``root`` as ``source`` and write ``manifest.parquet``, ``classes.json`` and more to ``out``."""
-    reader = reader_for(source)
-    found = reader(root, classes_file) if source == "voc" else reader(root)
+def run(
+    source: str,
+    root: Path,
+    out: Path,
+    classes_file: Path | None = None,
+    workers: int | None = None,
+    on_bad_annotation: str = "stop",
+) -> IngestResult:
+    """Read ``root`` as ``source`` and write ``manifest.parquet``, ``classes.json`` and more to ``out``.
+
+    ``on_bad_annotation``: ``stop`` raises on a malformed annotation; ``record`` keeps it in the
+    tables (``annotation_error`` / ``error`` columns) for the data gate to report or quarantine.
+    """
+    if on_bad_annotation not in BAD_ANNOTATION_POLICIES:
+        raise ValueError(f"on_bad_annotation is {on_bad_annotation!r}; choose one of {BAD_ANNOTATION_POLICIES}")
+    options: dict = {"strict": on_bad_annotation == "stop"} if source in ("coco", "voc", "simpsons") else {}
+    if source == "voc":
+        options["classes_file"] = classes_file
+    found = reader_for(source)(root, **options)
     out.mkdir(parents=True, exist_ok=True)
 
     splits: Counter[str] = Counter()
@@ -56,7 +72,7 @@ def run(source: str, root: Path, out: Path, classes_file: Path | None = None, wo
         nonlocal unreadable
         for row in parallel_map(probe_image, found.images, f"{source} images", workers):
             splits[row["split"]] += 1
-            unreadable += row["probe_error"] is not None
+            unreadable += any(row[k] is not None for k in ("locate_error", "annotation_error", "probe_error"))
             yield row
 
     n_images = write_table(rows(), MANIFEST_SCHEMA, out / "manifest.parquet")
@@ -67,6 +83,7 @@ def run(source: str, root: Path, out: Path, classes_file: Path | None = None, wo
         masks = parallel_map(probe_mask, found.masks, f"{source} masks", workers)
         n_masks = write_table(masks, MASK_SCHEMA, out / "masks.parquet")
     found.classes.save(out / "classes.json")
+    write_json(out / "dataset.json", {"source": source, "task": found.task, "root": root.as_posix()})
 
     result = IngestResult(
         source=source,
@@ -90,10 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", type=Path, help="VOC only: class list (one name a line, or classes.json)")
     parser.add_argument("--workers", type=int, help="threads for hashing and probing (default: all cores)")
     parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
+    parser.add_argument(
+        "--on-bad-annotation", choices=BAD_ANNOTATION_POLICIES, default="stop",
+        help="stop at a malformed annotation (default), or record it for the data gate",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        result = run(args.source, args.root, args.out, args.classes, args.workers)
+        result = run(args.source, args.root, args.out, args.classes, args.workers, args.on_bad_annotation)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -105,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         "%s: %d images%s, %d classes -> %s", args.source, result.images, box_or_mask, result.classes, args.out
     )
     if result.unreadable_images:
-        log.warning("%d images could not be read; see probe_error in the manifest", result.unreadable_images)
+        log.warning(
+            "%d images could not be located or read; see the *_error columns of the manifest", result.unreadable_images
+        )
     return 0
 
 

@@ -35,8 +35,11 @@ def _categories(path: Path, data: dict) -> dict[int, str]:
         raise DataError(path, f"malformed category entry: {exc!r}") from exc
 
 
-def read(root: Path) -> ReadResult:
-    """Read every ``annotations/instances_*.json`` split of a COCO-layout folder."""
+def read(root: Path, strict: bool = True) -> ReadResult:
+    """Read every ``annotations/instances_*.json`` split of a COCO-layout folder.
+
+    ``strict=False`` records a malformed annotation entry (its ``error``) instead of stopping.
+    """
     require_dir(root, "COCO root")
     ann_dir = require_dir(root / "annotations", "COCO annotations folder")
     files = sorted(ann_dir.glob("instances_*.json"))
@@ -75,7 +78,12 @@ def read(root: Path) -> ReadResult:
                 )
             )
         for ann in data.get("annotations", []):
-            boxes.append(_box(f, root, ann, by_id, categories, classes, split))
+            try:
+                boxes.append(_box(f, root, ann, by_id, categories, classes, split))
+            except DataError as exc:
+                if strict:
+                    raise
+                boxes.append(_bad_box(f, root, ann, by_id, split, exc))
     return ReadResult(task="detection", classes=classes, images=images, boxes=boxes)
 
 
@@ -84,7 +92,8 @@ def _box(f, root, ann, by_id, categories, classes, split) -> dict:
         x, y, w, h = (float(v) for v in ann["bbox"])
         image_id, category_id = int(ann["image_id"]), int(ann["category_id"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f, f"malformed annotation {ann.get('id')!r}: {exc!r}") from exc
+        ann_id = ann.get("id") if isinstance(ann, dict) else None
+        raise DataError(f, f"malformed annotation {ann_id!r}: {exc!r}") from exc
     known = category_id in categories
     return {
         "path": by_id.get(image_id),  # null: refers to an image the file does not list
@@ -102,6 +111,24 @@ def _box(f, root, ann, by_id, categories, classes, split) -> dict:
         "source_id": str(ann.get("id")),
         "source_class": str(category_id),
         "source_image": str(image_id),
+        "error": None,
+    }
+
+
+def _bad_box(f: Path, root: Path, ann, by_id: dict[int, str], split: str, exc: DataError) -> dict:
+    ann = ann if isinstance(ann, dict) else {}
+    try:
+        path = by_id.get(int(ann.get("image_id")))
+    except (TypeError, ValueError):
+        path = None
+    nan = float("nan")
+    return {
+        "path": path, "split": split, "class_index": None, "class_name": None,
+        "x_min": nan, "y_min": nan, "x_max": nan, "y_max": nan,
+        "iscrowd": bool(ann.get("iscrowd", 0)), "difficult": False, "truncated": False,
+        "annotation": rel(f, root), "source_id": str(ann.get("id")),
+        "source_class": str(ann.get("category_id")), "source_image": str(ann.get("image_id")),
+        "error": exc.message,
     }
 
 

@@ -77,8 +77,11 @@ def read_class_list(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def read(root: Path, classes_file: Path | None = None) -> ReadResult:
-    """Every XML is one image; images without an XML are kept as background images."""
+def read(root: Path, classes_file: Path | None = None, strict: bool = True) -> ReadResult:
+    """Every XML is one image; images without an XML are kept as background images.
+
+    ``strict=False`` records a malformed XML on its image's row instead of stopping.
+    """
     require_dir(root, "VOC root")
     ann_dir = next((root / d for d in ANNOTATION_DIRS if (root / d).is_dir()), root)
     image_dirs = [root / d for d in IMAGE_DIRS if (root / d).is_dir()]
@@ -86,47 +89,79 @@ def read(root: Path, classes_file: Path | None = None) -> ReadResult:
     if not xml_files:
         raise DataError(ann_dir, "no Pascal VOC .xml annotation files")
 
-    parsed = [(f, parse_xml(f)) for f in xml_files]
+    parsed: list[tuple[Path, ET.Element | DataError]] = []
+    for f in xml_files:
+        try:
+            parsed.append((f, parse_xml(f)))
+        except DataError as exc:
+            if strict:
+                raise
+            parsed.append((f, exc))
     declared = _declared_classes(root, classes_file)
     if declared is None:
-        found = {_text(o, "name") or "" for _, x in parsed for o in x.iter("object")}
+        found = {_text(o, "name") or "" for _, x in parsed if isinstance(x, ET.Element) for o in x.iter("object")}
         declared = sorted(found - {""})
     classes = ClassMap.from_names(declared)
 
     images: list[ImageRef] = []
     boxes: list[dict] = []
     seen: set[Path] = set()
+    search = image_dirs
     for f, xml in parsed:
-        if xml.tag != "annotation":
-            raise DataError(f, f"root element is <{xml.tag}>, expected <annotation>")
-        filename = _text(xml, "filename")
-        if filename is None:
-            raise DataError(f, "no <filename>")
-        file, error = resolve_image(filename, [f.parent, *image_dirs], root)
-        path = rel(file, root) if file is not None else filename
-        if file is not None:
-            seen.add(file.resolve())
-        size = xml.find("size")
-        images.append(
-            ImageRef(
-                file=file or f,
-                path=path,
-                split="unsplit",
-                source_id=rel(f, root),
-                declared_width=_optional_int(size, "width"),
-                declared_height=_optional_int(size, "height"),
-                error=error,
-            )
-        )
-        for obj in xml.iter("object"):
-            boxes.append(_box(f, root, obj, path, classes))
-    background = [
-        p for d in image_dirs for p in list_images(d) if is_image(p) and p.resolve() not in seen
-    ]
+        try:
+            if isinstance(xml, DataError):
+                raise xml
+            image, image_boxes = _annotation(f, root, xml, [f.parent, *search], classes)
+        except DataError as exc:
+            if strict:
+                raise
+            image, image_boxes = _unparsable(f, root, [f.parent, *search], exc), []
+        if image.locate_error is None:
+            seen.add(image.file.resolve())
+        images.append(image)
+        boxes += image_boxes
+    background = [p for d in image_dirs for p in list_images(d) if is_image(p) and p.resolve() not in seen]
     images += [ImageRef(file=p, path=rel(p, root), split="unsplit") for p in background]
     return ReadResult(
         task="detection", classes=classes, images=images, boxes=boxes,
         notes={"images_without_annotation": len(background)},
+    )
+
+
+def _annotation(f: Path, root: Path, xml: ET.Element, search: list[Path], classes: ClassMap) -> tuple[ImageRef, list[dict]]:
+    """The image and boxes of one parsed annotation; DataError if any part is malformed."""
+    if xml.tag != "annotation":
+        raise DataError(f, f"root element is <{xml.tag}>, expected <annotation>")
+    filename = _text(xml, "filename")
+    if filename is None:
+        raise DataError(f, "no <filename>")
+    file, error = resolve_image(filename, search, root)
+    path = rel(file, root) if file is not None else filename
+    size = xml.find("size")
+    image = ImageRef(
+        file=file or f,
+        path=path,
+        split="unsplit",
+        source_id=rel(f, root),
+        declared_width=_optional_int(size, "width"),
+        declared_height=_optional_int(size, "height"),
+        locate_error=error,
+    )
+    return image, [_box(f, root, obj, path, classes) for obj in xml.iter("object")]
+
+
+def _unparsable(f: Path, root: Path, search: list[Path], exc: DataError) -> ImageRef:
+    """Row for an annotation that could not be parsed: its image (found by stem, as LabelImg names them)."""
+    stem = f.stem.lower()
+    file = next((p for d in search if d.is_dir() for p in list_images(d) if p.stem.lower() == stem), None)
+    where = f"line {exc.line}: " if exc.line else ""
+    return ImageRef(
+        file=file or f,
+        path=rel(file, root) if file is not None else rel(f, root),
+        split="unsplit",
+        source_id=rel(f, root),
+        locate_error=None if file is not None else "no image found for this annotation",
+        annotation_error=f"{rel(f, root)}: {where}{exc.message}",
     )
 
 
@@ -165,4 +200,5 @@ def _box(f: Path, root: Path, obj: ET.Element, path: str, classes: ClassMap) -> 
         "source_id": None,
         "source_class": name,
         "source_image": path,
+        "error": None,
     }

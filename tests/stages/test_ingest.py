@@ -75,3 +75,15 @@ def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, source, setup, message
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith("error: ") and message in line and str(tmp_path) in line
     assert not (tmp_path / "out" / "manifest.parquet").exists()
+
+
+def test_record_policy_writes_bad_annotations_into_the_tables(tmp_path):
+    root = generate("voc", tmp_path / "voc")
+    (root / "annotations" / "underground_003.xml").write_text("<annotation><filename>")
+    with pytest.raises(Exception, match="underground_003.xml"):
+        ingest.run("voc", root, tmp_path / "stop")
+    result = ingest.run("voc", root, tmp_path / "out", on_bad_annotation="record")
+    rows = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
+    (bad,) = [r for r in rows if r["annotation_error"]]
+    assert bad["path"] == "images/underground_003.jpg" and result.unreadable_images == 1
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text()) == {"source": "voc", "task": "detection", "root": str(root)}

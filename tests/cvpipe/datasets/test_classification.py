@@ -76,3 +76,15 @@ def test_simpsons_malformed_row_names_line(tmp_path):
     root = make_simpsons(tmp_path, ["./characters/homer_simpson/pic_0000.jpg,1,2,3,homer_simpson"])
     with pytest.raises(DataError, match=r"annotation.txt:1: expected 6 comma-separated fields, got 5"):
         simpsons.read(root)
+
+
+def test_simpsons_record_mode_keeps_bad_rows_with_their_error(tmp_path):
+    root = make_simpsons(tmp_path, [
+        "./characters/homer_simpson/pic_0000.jpg,1,2,3,homer_simpson",
+        "./characters/bart_simpson/pic_0000.jpg,1,2,x,4,bart_simpson",
+        "./characters/bart_simpson/pic_0000.jpg,1,2,3,4,bart_simpson",
+    ])
+    bad1, bad2, good = simpsons.read(root, strict=False).boxes
+    assert bad1["error"] == "expected 6 comma-separated fields, got 5" and bad1["annotation"] == "annotation.txt:1"
+    assert bad2["error"].startswith("non-numeric box corners") and bad2["path"] == "simpsons_dataset/bart_simpson/pic_0000.jpg"
+    assert good["error"] is None

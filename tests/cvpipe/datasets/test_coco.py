@@ -95,3 +95,15 @@ def test_coco128_figures(realdata):
     with_boxes = {b["path"] for b in found.boxes}
     empty = sorted(i.path for i in found.images if i.path not in with_boxes)
     assert empty == ["train2017/000000000250.jpg", "train2017/000000000508.jpg"]
+
+
+def test_record_mode_keeps_a_malformed_annotation_with_its_error(tmp_path):
+    root = make_coco(
+        tmp_path,
+        images=[{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
+        annotations=[{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1]}],
+    )
+    with pytest.raises(DataError, match="malformed annotation 5"):
+        coco.read(root)
+    (box,) = coco.read(root, strict=False).boxes
+    assert box["path"] == "val2017/a.jpg" and box["source_id"] == "5" and "ValueError" in box["error"]

@@ -22,7 +22,7 @@ def test_foreign_path_uppercase_suffix_declared_size_and_non_ascii(tmp_path):
     make_voc(tmp_path, "straße.jpg", (40, 30), [("way out", (2, 3, 20, 25), False)], declared=(400, 300))
     found = voc.read(tmp_path)
     (image,) = found.images
-    assert image.path == "images/straße.JPG" and image.error is None
+    assert image.path == "images/straße.JPG" and image.locate_error is None
     row = probe_image(image)
     assert (row["width"], row["declared_width"]) == (40, 400)
     (box,) = found.boxes
@@ -33,8 +33,8 @@ def test_filename_escaping_the_folder_or_missing_is_recorded(tmp_path):
     make_voc(tmp_path, "a.jpg", (10, 10), [], filename="../../etc/passwd")
     make_voc(tmp_path, "b.jpg", (10, 10), [])
     rows = {r["source_id"]: r for r in map(probe_image, voc.read(tmp_path).images)}
-    assert "escapes the images folder" in rows["annotations/a.xml"]["probe_error"]
-    assert "not found" in rows["annotations/b.xml"]["probe_error"]
+    assert "escapes the images folder" in rows["annotations/a.xml"]["locate_error"]
+    assert "not found" in rows["annotations/b.xml"]["locate_error"]
 
 
 def test_images_without_xml_are_kept_as_background(tmp_path):
@@ -74,7 +74,22 @@ def test_non_numeric_corner_names_file(tmp_path):
 
 def test_raccoon_figures(realdata):
     found = voc.read(realdata / "voc_labelimg_raccoon")
-    assert len(found.images) == 50 and all(i.error is None for i in found.images)
+    assert len(found.images) == 50 and all(i.locate_error is None for i in found.images)
     assert len(found.boxes) == 53
     assert found.classes.names == ["raccoon"]
     assert found.notes == {"images_without_annotation": 0}
+
+
+def test_record_mode_keeps_malformed_xml_on_its_image_not_as_background(tmp_path):
+    write_image(tmp_path / "images" / "good.jpg")
+    write_image(tmp_path / "images" / "bad.JPG")
+    make_voc(tmp_path, "good.jpg", (32, 24), [("sign", (1, 1, 5, 5), False)])
+    (tmp_path / "annotations" / "bad.xml").write_text("<annotation>\n<filename>bad.JPG</filename>\n<size></annotation>\n")
+    with pytest.raises(DataError):
+        voc.read(tmp_path)
+    found = voc.read(tmp_path, strict=False)
+    bad = next(i for i in found.images if i.path == "images/bad.JPG")
+    assert bad.annotation_error == "annotations/bad.xml: line 3: malformed XML: mismatched tag (column 8)"
+    assert bad.locate_error is None
+    assert found.notes == {"images_without_annotation": 0}
+    assert [b["path"] for b in found.boxes] == ["images/good.jpg"]
