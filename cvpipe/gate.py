@@ -1,0 +1,454 @@
+"""The data gate: Great Expectations suites over a dataset's manifest, boxes, masks and classes.
+
+Each check has an id (``images.decode``); ``params.yaml`` decides which only warn. Per-image facts
+that need pixels (full decodes, run-length encodings) are computed first and become columns, so
+every check is a plain Great Expectations expectation over a table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from cvpipe.classmap import ClassMap
+from cvpipe.decode import SUFFIX_FORMATS, DecodeStats, decode_all
+from cvpipe.manifest import parallel_map
+from cvpipe.rle import dsb_decode
+
+log = logging.getLogger(__name__)
+
+SPLIT_ORDER = {"train": 0, "unsplit": 0, "val": 1, "test": 2}
+MAX_EXAMPLES = 20
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds and policies of the gate (``validate`` and ``datasets.<name>`` in params.yaml)."""
+
+    task: str
+    source: str
+    modes: tuple[str, ...] = ("RGB",)
+    min_width: int = 16
+    min_height: int = 16
+    min_images_per_class: int = 5
+    max_imbalance_ratio: float = 20.0
+    box_tolerance: float = 1.0
+    warn: frozenset[str] = frozenset()
+
+
+@dataclass
+class Frames:
+    """The tables the suites run on."""
+
+    images: pd.DataFrame
+    classes: pd.DataFrame
+    boxes: pd.DataFrame | None = None
+    masks: pd.DataFrame | None = None
+    decode: DecodeStats = field(default_factory=DecodeStats)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of the gate: the table it runs on, the row key it reports, and why a row fails."""
+
+    id: str
+    table: str
+    expectation: object
+    reason: Callable[[dict], str]
+
+
+@dataclass
+class CheckResult:
+    check: str
+    expectation: str
+    table: str
+    blocking: bool
+    passed: bool
+    unexpected_count: int
+    examples: list[str]
+    rows: list[dict] = field(default_factory=list, repr=False)
+    order: int = 0
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("rows", "order")}
+
+
+# ---------------------------------------------------------------------------------------------- frames
+
+
+def build_frames(manifest_dir: Path, root: Path, cfg: GateConfig, cache: Path | None, workers: int | None) -> Frames:
+    """Manifest tables plus the per-image facts the checks need (decodes, leakage, RLE)."""
+    images = pd.read_parquet(manifest_dir / "manifest.parquet")
+    classes = ClassMap.load(manifest_dir / "classes.json")
+    boxes = pd.read_parquet(manifest_dir / "boxes.parquet") if (manifest_dir / "boxes.parquet").is_file() else None
+    masks = pd.read_parquet(manifest_dir / "masks.parquet") if (manifest_dir / "masks.parquet").is_file() else None
+
+    readable = images[images["locate_error"].isna() & images["sha256"].notna()]
+    files = {row.sha256: root / row.path for row in readable.itertuples()}
+    decoded, stats = decode_all(files, cache, workers)
+    for column in ("format", "decoded_mode", "decode_error"):
+        images[column] = [decoded.get(d, {}).get(column) if isinstance(d, str) else None for d in images["sha256"]]
+    images["expected_format"] = [SUFFIX_FORMATS.get(Path(p).suffix.lower()) for p in images["path"]]
+    images["leak_with"] = _leaks(images)
+    # Only an annotation that parsed can be faulted for lacking <size>; background images have none.
+    images["size_declared"] = images["declared_width"].notna() | images["source_id"].isna() | images["annotation_error"].notna()
+    labels = sorted(root.glob("stage1_train_labels*.csv")) if cfg.source == "dsb2018" else []
+    if labels:
+        images["rle_error"] = _rle_errors(labels[0], root, images, masks, workers)
+    if boxes is not None:
+        boxes = _box_frame(boxes, images, cfg)
+    if masks is not None:
+        size = images.set_index("path")[["width", "height"]].rename(columns=lambda c: f"image_{c}")
+        masks = masks.join(size, on="path")
+    return Frames(images, _class_frame(images, boxes, masks, classes, cfg), boxes, masks, stats)
+
+
+def _leaks(images: pd.DataFrame) -> list[str | None]:
+    """For each image, the path of an identical image in another split (null if none)."""
+    first_in_split: dict[tuple[str, str], str] = {}
+    for row in images.itertuples():
+        if isinstance(row.sha256, str):
+            first_in_split.setdefault((row.sha256, row.split), row.path)
+    others: dict[str, list[tuple[str, str]]] = {}
+    for (digest, split), path in first_in_split.items():
+        others.setdefault(digest, []).append((split, path))
+    leaks = []
+    for row in images.itertuples():
+        found = others.get(row.sha256, []) if isinstance(row.sha256, str) else []
+        elsewhere = sorted((SPLIT_ORDER.get(s, 3), s, p) for s, p in found if s != row.split)
+        leaks.append(elsewhere[0][2] if elsewhere else None)
+    return leaks
+
+
+def _rle_errors(csv_file: Path, root: Path, images: pd.DataFrame, masks: pd.DataFrame | None, workers: int | None) -> list[str | None]:
+    """DSB2018: does each image's official run-length encoding decode to exactly its mask files?"""
+    labels = pd.read_csv(csv_file, dtype=str)
+    by_id = labels.groupby("ImageId")["EncodedPixels"].apply(list).to_dict()
+    mask_files = masks.groupby("path")["mask_path"].apply(list).to_dict() if masks is not None else {}
+
+    def check(row) -> str | None:
+        encodings = by_id.get(row.source_id)
+        if encodings is None or row.split != "train" or pd.isna(row.width):
+            return None
+        h, w = int(row.height), int(row.width)
+        try:
+            decoded = {dsb_decode(e, h, w).tobytes() for e in encodings}
+        except ValueError as exc:
+            return f"{csv_file.name}: {exc}"
+        on_disk = set()
+        for m in mask_files.get(row.path, []):
+            try:
+                on_disk.add((np.asarray(Image.open(root / m)) > 0).astype(np.uint8).tobytes())
+            except Exception:  # noqa: BLE001 - an unreadable mask is reported by masks.readable
+                continue
+        if decoded != on_disk:
+            return f"{len(decoded - on_disk)} of {len(encodings)} encodings match no mask file"
+        return None
+
+    return list(parallel_map(check, list(images.itertuples()), "run-length encodings", workers))
+
+
+def _box_frame(boxes: pd.DataFrame, images: pd.DataFrame, cfg: GateConfig) -> pd.DataFrame:
+    size = images.drop_duplicates("path").set_index("path")[["width", "height"]]
+    boxes = boxes.join(size, on="path")
+    parsed = boxes["error"].isna()
+    boxes["image_found"] = ~parsed | boxes["path"].isin(size.index)
+    boxes["class_known"] = ~parsed | boxes["class_index"].notna()
+    boxes["abs_area"] = (boxes["x_max"] - boxes["x_min"]).abs() * (boxes["y_max"] - boxes["y_min"]).abs()
+    boxes["x_limit"] = boxes["width"] + cfg.box_tolerance
+    boxes["y_limit"] = boxes["height"] + cfg.box_tolerance
+    return boxes
+
+
+def _class_frame(images, boxes, masks, classes: ClassMap, cfg: GateConfig) -> pd.DataFrame:
+    """Images per class in the training split (all images where the set has no split)."""
+    training = images[images["split"].isin(["train", "unsplit"])]
+    if cfg.task == "classification":
+        counts = training["label"].value_counts()
+    elif cfg.task == "detection" and boxes is not None:
+        kept = boxes[boxes["path"].isin(training["path"]) & ~boxes["iscrowd"].astype(bool)]
+        counts = kept.drop_duplicates(["path", "class_name"])["class_name"].value_counts()
+    else:
+        with_masks = masks["path"].nunique() if masks is not None else 0
+        counts = pd.Series({classes.names[0]: with_masks})
+    frame = pd.DataFrame({"class": classes.names, "images": [int(counts.get(n, 0)) for n in classes.names]})
+    # Size and balance are judged over the classes that occur; an absent one fails classes.present.
+    frame["present_images"] = frame["images"].where(frame["images"] > 0).astype("float64")
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
+    """Every check that applies to this dataset, with thresholds from ``cfg``."""
+    import great_expectations.expectations as gxe
+
+    img, cls = frames.images, frames.classes
+    out = [
+        Check("images.exists", "images", gxe.ExpectColumnValuesToBeNull(column="locate_error"), lambda r: r["locate_error"]),
+        Check("images.annotation", "images", gxe.ExpectColumnValuesToBeNull(column="annotation_error"), lambda r: r["annotation_error"]),
+        Check("images.decode", "images", gxe.ExpectColumnValuesToBeNull(column="decode_error"), lambda r: r["decode_error"]),
+        Check(
+            "images.format", "images",
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="format", column_B="expected_format", ignore_row_if="either_value_is_missing"),
+            lambda r: f"{r['format']} data in a file named {Path(r['path']).suffix}",
+        ),
+        Check(
+            "images.mode", "images", gxe.ExpectColumnValuesToBeInSet(column="decoded_mode", value_set=list(cfg.modes)),
+            lambda r: f"mode {r['decoded_mode']}, expected one of {list(cfg.modes)}",
+        ),
+        Check(
+            "images.min_size", "images", gxe.ExpectColumnValuesToBeBetween(column="width", min_value=cfg.min_width),
+            lambda r: f"{r['width']}x{r['height']} is smaller than {cfg.min_width}x{cfg.min_height}",
+        ),
+        Check(
+            "images.min_size", "images", gxe.ExpectColumnValuesToBeBetween(column="height", min_value=cfg.min_height),
+            lambda r: f"{r['width']}x{r['height']} is smaller than {cfg.min_width}x{cfg.min_height}",
+        ),
+        Check(
+            "images.unique_in_split", "images",
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["split", "sha256"], ignore_row_if="any_value_is_missing"),
+            lambda r: f"same content ({r['sha256'][:12]}) as another {r['split']} image",
+        ),
+        Check("images.no_leakage", "images", gxe.ExpectColumnValuesToBeNull(column="leak_with"), lambda r: f"also in another split as {r['leak_with']}"),
+    ]
+    if cfg.task == "classification":
+        out.append(Check(
+            "images.label_known", "images", gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(cls["class"])),
+            lambda r: f"label {r['label']!r} is not in the class map",
+        ))
+    if img["declared_width"].notna().any() or cfg.source == "voc":
+        for dim in ("width", "height"):
+            out.append(Check(
+                "images.declared_size", "images",
+                gxe.ExpectColumnPairValuesToBeEqual(column_A=dim, column_B=f"declared_{dim}", ignore_row_if="either_value_is_missing"),
+                lambda r: f"annotation says {r['declared_width']}x{r['declared_height']}, image is {r['width']}x{r['height']}",
+            ))
+    if cfg.source == "voc":
+        out.append(Check(
+            "images.declared_size_present", "images",
+            gxe.ExpectColumnValuesToBeInSet(column="size_declared", value_set=[True]),
+            lambda r: f"annotation {r['source_id']} has no <size>",
+        ))
+    if "rle_error" in img:
+        out.append(Check("images.rle", "images", gxe.ExpectColumnValuesToBeNull(column="rle_error"), lambda r: r["rle_error"]))
+
+    top = int(cls["images"].max()) if len(cls) else 0
+    out += [
+        Check(
+            "classes.present", "classes", gxe.ExpectColumnValuesToBeBetween(column="images", min_value=1),
+            lambda r: "declared, but no training image has it",
+        ),
+        Check(
+            "classes.min_images", "classes",
+            gxe.ExpectColumnValuesToBeBetween(column="present_images", min_value=cfg.min_images_per_class),
+            lambda r: f"{r['images']} training images, fewer than {cfg.min_images_per_class}",
+        ),
+        Check(
+            "classes.imbalance", "classes",
+            gxe.ExpectColumnValuesToBeBetween(column="present_images", min_value=math.ceil(top / cfg.max_imbalance_ratio)),
+            lambda r: f"{r['images']} images against {top} of the largest class (ratio over {cfg.max_imbalance_ratio:g})",
+        ),
+    ]
+    if frames.boxes is not None:
+        tol = cfg.box_tolerance
+        corner = lambda r: f"box ({r['x_min']:g}, {r['y_min']:g}, {r['x_max']:g}, {r['y_max']:g})"  # noqa: E731
+        out += [
+            Check("boxes.parse", "boxes", gxe.ExpectColumnValuesToBeNull(column="error"), lambda r: r["error"]),
+            Check("boxes.image_known", "boxes", gxe.ExpectColumnValuesToBeInSet(column="image_found", value_set=[True]),
+                  lambda r: f"refers to image {r['source_image']!r}, which the dataset does not have"),
+            Check("boxes.class_known", "boxes", gxe.ExpectColumnValuesToBeInSet(column="class_known", value_set=[True]),
+                  lambda r: f"class {r['source_class']!r} is not in the class map"),
+            Check("boxes.x_order", "boxes", gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="x_max", column_B="x_min", or_equal=True, ignore_row_if="either_value_is_missing"),
+                lambda r: f"{corner(r)}: x_min > x_max"),
+            Check("boxes.y_order", "boxes", gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="y_max", column_B="y_min", or_equal=True, ignore_row_if="either_value_is_missing"),
+                lambda r: f"{corner(r)}: y_min > y_max"),
+            Check("boxes.nonzero_area", "boxes", gxe.ExpectColumnValuesToBeBetween(column="abs_area", min_value=0, strict_min=True),
+                  lambda r: f"{corner(r)} has zero area"),
+        ]
+        inside = lambda r: f"{corner(r)} outside the {r['width']:g}x{r['height']:g} image by more than {tol:g} px"  # noqa: E731
+        out += [
+            Check("boxes.inside", "boxes", gxe.ExpectColumnValuesToBeBetween(column="x_min", min_value=-tol), inside),
+            Check("boxes.inside", "boxes", gxe.ExpectColumnValuesToBeBetween(column="y_min", min_value=-tol), inside),
+            Check("boxes.inside", "boxes", gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="x_limit", column_B="x_max", or_equal=True, ignore_row_if="either_value_is_missing"), inside),
+            Check("boxes.inside", "boxes", gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="y_limit", column_B="y_max", or_equal=True, ignore_row_if="either_value_is_missing"), inside),
+        ]
+    if frames.masks is not None:
+        out += [
+            Check("masks.readable", "masks", gxe.ExpectColumnValuesToBeNull(column="probe_error"), lambda r: r["probe_error"]),
+            Check("masks.same_size", "masks", gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="width", column_B="image_width", ignore_row_if="either_value_is_missing"),
+                lambda r: f"mask {r['width']}x{r['height']}, image {r['image_width']}x{r['image_height']}"),
+            Check("masks.same_size", "masks", gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="height", column_B="image_height", ignore_row_if="either_value_is_missing"),
+                lambda r: f"mask {r['width']}x{r['height']}, image {r['image_width']}x{r['image_height']}"),
+            Check("masks.binary", "masks", gxe.ExpectColumnValuesToBeInSet(column="binary", value_set=[True]),
+                  lambda r: "more than two values, or no zero background"),
+            Check("masks.non_empty", "masks", gxe.ExpectColumnValuesToBeBetween(column="area", min_value=1),
+                  lambda r: "no foreground pixel"),
+        ]
+    for n, c in enumerate(out):
+        c.expectation.meta = {"check": c.id, "blocking": c.id not in cfg.warn, "n": n}
+    return out
+
+
+KEYS = {"images": ["path"], "classes": ["class"], "boxes": ["annotation", "path"], "masks": ["mask_path", "path"]}
+
+
+def example(table: str, row: dict) -> str:
+    """How a failing row is named in reports: the file, and for boxes the annotation too."""
+    if table == "boxes":
+        return f"{row['annotation']} ({row['path']})" if row.get("path") else str(row["annotation"])
+    if table == "masks":
+        return str(row["mask_path"])
+    if table == "classes":
+        return f"class {row['class']!r}"
+    return str(row["path"])
+
+
+def run_checks(cfg: GateConfig, frames: Frames, docs_dir: Path | None, name: str) -> list[CheckResult]:
+    """Run the suites with Great Expectations; write its Data Docs to ``docs_dir``."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # GX's config module pins its own logger at INFO and announces a temporary docs folder on it.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    actions = []
+    if docs_dir is not None:
+        context.add_data_docs_site(
+            site_name="report",
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+            },
+        )
+        actions = [UpdateDataDocsAction(name="data_docs", site_names=["report"])]
+    source = context.data_sources.add_pandas(name)
+    all_checks = checks(cfg, frames)
+    results: list[CheckResult] = []
+    for table in ("images", "classes", "boxes", "masks"):
+        frame = getattr(frames, table)
+        table_checks = [c for c in all_checks if c.table == table]
+        if frame is None or not table_checks:
+            continue
+        frame = frame.reset_index(drop=True)
+        suite = context.suites.add(gx.ExpectationSuite(name=f"{name}.{table}"))
+        for c in table_checks:
+            suite.add_expectation(c.expectation)
+        batch = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe(table)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}.{table}", data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"{name}.{table}", validation_definitions=[definition], actions=actions,
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEYS[table]},
+        ))
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+        (validation,) = outcome.run_results.values()
+        by_n = {all_checks.index(c): c for c in table_checks}
+        results += [_result(by_n[r.expectation_config.meta["n"]], r, frame, table) for r in validation.results]
+    return sorted(results, key=lambda r: r.order)
+
+
+def _result(c: Check, r, frame: pd.DataFrame, table: str) -> CheckResult:
+    config = r.expectation_config
+    index_rows = r.result.get("unexpected_index_list") or []
+    keys = KEYS[table]
+    lookup = frame.set_index(keys, drop=False) if index_rows else None
+    rows = []
+    for ir in index_rows:
+        key = tuple(ir.get(k) for k in keys)
+        try:
+            match = lookup.loc[key if len(keys) > 1 else key[0]]
+        except KeyError:
+            continue
+        for row in (match.to_dict("records") if isinstance(match, pd.DataFrame) else [match.to_dict()]):
+            row = {k: (None if _missing(v) else v) for k, v in row.items()}
+            rows.append({**row, "_reason": c.reason(row)})
+    rows = list({(example(table, row), row["_reason"]): row for row in rows}.values())
+    columns = config.kwargs.get("column") or ", ".join(
+        str(config.kwargs[k]) for k in ("column_A", "column_B", "column_list") if k in config.kwargs
+    )
+    return CheckResult(
+        check=c.id,
+        expectation=f"{config.type}({columns})",
+        table=table,
+        blocking=bool(config.meta.get("blocking", True)),
+        passed=bool(r.success),
+        unexpected_count=int(r.result.get("unexpected_count") or len(rows)),
+        examples=[f"{example(table, row)}: {row['_reason']}" for row in rows[:MAX_EXAMPLES]],
+        rows=rows,
+        order=int(config.meta["n"]),
+    )
+
+
+def _missing(value) -> bool:
+    try:
+        return value is None or (not isinstance(value, (str, bytes, list, tuple)) and bool(pd.isna(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------- quarantine
+
+
+@dataclass
+class Quarantine:
+    """What ``on_fail: quarantine`` removes: images (by path) and box rows, each with its reason."""
+
+    images: set[str] = field(default_factory=set)
+    box_rows: set[str] = field(default_factory=set)  # annotation keys of boxes that name no usable image
+    rows: list[dict] = field(default_factory=list)  # quarantine.csv: file, image, expectation, reason
+    unfixable: list[CheckResult] = field(default_factory=list)  # failures that removing rows cannot fix
+
+
+def quarantine(results: list[CheckResult]) -> Quarantine:
+    """Decide which images to set aside for the blocking failures; nothing on disk is touched.
+
+    A duplicate keeps its first copy; an image shared between splits stays in the earliest split
+    (train before val before test), so evaluation never sees a training image. An image whose boxes
+    or masks fail loses them all: a half-annotated image would teach wrong negatives.
+    """
+    q = Quarantine()
+    for r in results:
+        if r.passed or not r.blocking:
+            continue
+        if r.table == "classes":
+            q.unfixable.append(r)
+            continue
+        rows = r.rows
+        if r.check == "images.unique_in_split":
+            seen: set[tuple[str, str]] = set()
+            rows = []
+            for row in r.rows:
+                key = (row["split"], row["sha256"])
+                if key in seen:
+                    rows.append(row)
+                seen.add(key)
+        elif r.check == "images.no_leakage":
+            split_of = {row["path"]: row["split"] for row in r.rows}
+            rank = lambda split: SPLIT_ORDER.get(split, 3)  # noqa: E731
+            rows = [row for row in r.rows if rank(row["split"]) > rank(split_of.get(row["leak_with"], "train"))]
+        for row in rows:
+            image = row.get("path")
+            if image:
+                q.images.add(image)
+            elif r.table == "boxes":
+                q.box_rows.add(row["annotation"])
+            file = row.get("annotation") or row.get("mask_path") or image if r.table != "images" else image
+            q.rows.append({"file": file, "image": image or "", "expectation": r.check, "reason": row["_reason"]})
+    return q

@@ -1,0 +1,218 @@
+"""Validate: the data gate. Great Expectations suites over a dataset's manifest before anything trains.
+
+    python -m stages.validate --manifest-dir DIR --task {classification,detection,segmentation} --report DIR
+        [--out DIR] [--dataset NAME] [--root DIR] [--metrics FILE]
+
+Thresholds, which checks only warn, and ``on_fail: stop | quarantine`` come from params.yaml
+(section ``validate``, plus ``datasets.<name>.modes`` and ``datasets.<name>.warn``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cvpipe.errors import DataError
+from cvpipe.gate import CheckResult, GateConfig, build_frames, quarantine, run_checks
+from cvpipe.io import write_json, write_text
+from cvpipe.manifest import BOX_SCHEMA, MANIFEST_SCHEMA, MASK_SCHEMA, write_table
+from cvpipe.params import load_params
+
+log = logging.getLogger(__name__)
+TASKS = ("classification", "detection", "segmentation")
+ON_FAIL = ("stop", "quarantine")
+SHOWN = 5  # examples per failed check on the console; the summary JSON keeps up to 20
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    """Outcome of the gate; ``passed`` is False when a blocking check failed and was not quarantined."""
+
+    dataset: str
+    passed: bool
+    images: int
+    kept_images: int
+    quarantined_images: int
+    blocking_failures: int
+    warnings: int
+    decoded: int
+    decode_cache_hits: int
+
+    def metrics(self) -> dict:
+        return {k: (int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items()}
+
+
+def run(
+    manifest_dir: Path,
+    cfg: GateConfig,
+    report: Path,
+    out: Path | None = None,
+    on_fail: str = "stop",
+    root: Path | None = None,
+    cache: Path | None = None,
+    workers: int | None = None,
+    name: str | None = None,
+) -> tuple[ValidateResult, list[CheckResult]]:
+    """Run every check; write the report (Data Docs + summary.json) and, unless stopped, the clean tables."""
+    if on_fail not in ON_FAIL:
+        raise ValueError(f"on_fail is {on_fail!r}; choose one of {ON_FAIL}")
+    dataset = _dataset_info(manifest_dir)
+    if dataset["task"] != cfg.task:
+        raise DataError(manifest_dir / "dataset.json", f"task is {dataset['task']!r}, validated as {cfg.task!r}")
+    name = name or manifest_dir.name
+    root = root or Path(dataset["root"])
+
+    report.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{report.name}.", dir=report.parent) as tmp:
+        staging = Path(tmp) / report.name
+        frames = build_frames(manifest_dir, root, cfg, cache, workers)
+        results = run_checks(cfg, frames, staging / "data_docs", name)
+        failed = [r for r in results if not r.passed and r.blocking]
+        q = quarantine(results) if on_fail == "quarantine" else None
+        passed = not failed or (q is not None and not q.unfixable)
+        n_images = len(frames.images)
+        dropped = len(q.images) if q is not None and passed else 0
+        result = ValidateResult(
+            dataset=name,
+            passed=passed,
+            images=n_images,
+            kept_images=n_images - dropped if passed else 0,
+            quarantined_images=dropped,
+            blocking_failures=len(failed),
+            warnings=sum(not r.passed and not r.blocking for r in results),
+            decoded=frames.decode.decoded,
+            decode_cache_hits=frames.decode.cached,
+        )
+        summary = {**result.metrics(), "on_fail": on_fail, "task": cfg.task, "checks": [r.summary() for r in results]}
+        write_json(staging / "summary.json", summary)
+        if report.exists():
+            shutil.rmtree(report)
+        staging.rename(report)
+    if out is not None:
+        if out.exists():
+            shutil.rmtree(out)  # a stopped gate leaves nothing downstream could mistake for clean data
+        if passed:
+            _write_clean(manifest_dir, out, q)
+    return result, results
+
+
+def _dataset_info(manifest_dir: Path) -> dict:
+    path = manifest_dir / "dataset.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "not found: run stages.ingest on the dataset first") from None
+    except ValueError as exc:
+        raise DataError(path, f"malformed JSON: {exc}") from exc
+
+
+def _write_clean(manifest_dir: Path, out: Path, q) -> None:
+    """The manifest tables without quarantined images (all of them when nothing is quarantined)."""
+    drop = sorted(q.images) if q is not None else []
+    tables = [("manifest.parquet", MANIFEST_SCHEMA), ("boxes.parquet", BOX_SCHEMA), ("masks.parquet", MASK_SCHEMA)]
+    for filename, schema in tables:
+        if not (manifest_dir / filename).is_file():
+            continue
+        table = pq.read_table(manifest_dir / filename)
+        keep = pc.invert(pc.is_in(table["path"], value_set=_strings(drop)))
+        keep = pc.fill_null(keep, True)
+        if filename == "boxes.parquet" and q is not None and q.box_rows:
+            keep = pc.and_(keep, pc.invert(pc.is_in(table["annotation"], value_set=_strings(sorted(q.box_rows)))))
+        write_table(table.filter(keep).to_pylist(), schema, out / filename)
+    for filename in ("classes.json", "dataset.json"):
+        shutil.copyfile(manifest_dir / filename, out / filename)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["file", "image", "expectation", "reason"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(q.rows if q is not None else [])
+    write_text(out / "quarantine.csv", buffer.getvalue())
+
+
+def _strings(values: list[str]):
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string())
+
+
+def format_summary(result: ValidateResult, results: list[CheckResult], report: Path) -> str:
+    """One screen: each failed check with a few example files; the rest is in the report."""
+    failed = [r for r in results if not r.passed]
+    verdict = "passed" if result.passed else "FAILED"
+    lines = [
+        f"validate {result.dataset}: {verdict} - {result.images} images, {result.blocking_failures} blocking "
+        f"check(s) failed, {result.warnings} warning(s), {result.quarantined_images} quarantined "
+        f"({result.decoded} decoded, {result.decode_cache_hits} from cache)"
+    ]
+    for r in failed:
+        kind = "FAIL" if r.blocking else "WARN"
+        lines.append(f"  {kind} {r.check}: {r.expectation} - {r.unexpected_count} unexpected")
+        lines += [f"       {e}" for e in r.examples[:SHOWN]]
+        if r.unexpected_count > SHOWN:
+            lines.append(f"       ... {r.unexpected_count - SHOWN} more")
+    if failed:
+        lines.append(f"  report: {report / 'summary.json'} and {report / 'data_docs' / 'index.html'}")
+    return "\n".join(lines)
+
+
+def config_from_params(params: dict, dataset: str, task: str, source: str) -> GateConfig:
+    """GateConfig for one dataset from the ``validate`` and ``datasets`` sections of params.yaml."""
+    v = params.get("validate", {})
+    d = params.get("datasets", {}).get(dataset, {})
+    return GateConfig(
+        task=task,
+        source=source,
+        modes=tuple(d.get("modes", v.get("modes", ["RGB"]))),
+        min_width=int(v.get("min_width", 16)),
+        min_height=int(v.get("min_height", 16)),
+        min_images_per_class=int(v.get("min_images_per_class", 5)),
+        max_imbalance_ratio=float(v.get("max_imbalance_ratio", 20)),
+        box_tolerance=float(v.get("box_tolerance", 1.0)),
+        warn=frozenset(v.get("warn", [])) | frozenset(d.get("warn", [])),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.validate", description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest-dir", required=True, type=Path, help="output folder of stages.ingest")
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--report", required=True, type=Path, help="folder for Data Docs and summary.json")
+    parser.add_argument("--out", type=Path, help="folder for the validated (clean) tables")
+    parser.add_argument("--dataset", help="name under `datasets` in params.yaml (default: the manifest folder's name)")
+    parser.add_argument("--root", type=Path, help="dataset root (default: the one recorded by ingest)")
+    parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    name = args.dataset or args.manifest_dir.name
+    try:
+        params = load_params(args.params)
+        source = _dataset_info(args.manifest_dir)["source"]
+        cfg = config_from_params(params, name, args.task, source)
+        v = params.get("validate", {})
+        cache = Path(v["cache"]) if v.get("cache") else None
+        result, results = run(
+            args.manifest_dir, cfg, args.report, args.out, v.get("on_fail", "stop"), args.root, cache, v.get("workers"), name
+        )
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.metrics:
+        write_json(args.metrics, result.metrics())
+    print(format_summary(result, results, args.report), file=sys.stderr if not result.passed else sys.stdout)
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
