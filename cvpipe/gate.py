@@ -207,11 +207,11 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
         ),
         Check(
             "images.min_size", "images", gxe.ExpectColumnValuesToBeBetween(column="width", min_value=cfg.min_width),
-            lambda r: f"{r['width']}x{r['height']} is smaller than {cfg.min_width}x{cfg.min_height}",
+            lambda r: f"{_size(r, '')} is smaller than {cfg.min_width}x{cfg.min_height}",
         ),
         Check(
             "images.min_size", "images", gxe.ExpectColumnValuesToBeBetween(column="height", min_value=cfg.min_height),
-            lambda r: f"{r['width']}x{r['height']} is smaller than {cfg.min_width}x{cfg.min_height}",
+            lambda r: f"{_size(r, '')} is smaller than {cfg.min_width}x{cfg.min_height}",
         ),
         Check(
             "images.unique_in_split", "images",
@@ -230,7 +230,7 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
             out.append(Check(
                 "images.declared_size", "images",
                 gxe.ExpectColumnPairValuesToBeEqual(column_A=dim, column_B=f"declared_{dim}", ignore_row_if="either_value_is_missing"),
-                lambda r: f"annotation says {r['declared_width']}x{r['declared_height']}, image is {r['width']}x{r['height']}",
+                lambda r: f"annotation says {_size(r, 'declared_')}, image is {_size(r, '')}",
             ))
     if cfg.source == "voc":
         out.append(Check(
@@ -276,7 +276,7 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
             Check("boxes.nonzero_area", "boxes", gxe.ExpectColumnValuesToBeBetween(column="abs_area", min_value=0, strict_min=True),
                   lambda r: f"{corner(r)} has zero area"),
         ]
-        inside = lambda r: f"{corner(r)} outside the {r['width']:g}x{r['height']:g} image by more than {tol:g} px"  # noqa: E731
+        inside = lambda r: f"{corner(r)} outside the {_size(r, '')} image by more than {tol:g} px"  # noqa: E731
         out += [
             Check("boxes.inside", "boxes", gxe.ExpectColumnValuesToBeBetween(column="x_min", min_value=-tol), inside),
             Check("boxes.inside", "boxes", gxe.ExpectColumnValuesToBeBetween(column="y_min", min_value=-tol), inside),
@@ -290,10 +290,10 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
             Check("masks.readable", "masks", gxe.ExpectColumnValuesToBeNull(column="probe_error"), lambda r: r["probe_error"]),
             Check("masks.same_size", "masks", gxe.ExpectColumnPairValuesToBeEqual(
                 column_A="width", column_B="image_width", ignore_row_if="either_value_is_missing"),
-                lambda r: f"mask {r['width']}x{r['height']}, image {r['image_width']}x{r['image_height']}"),
+                lambda r: f"mask {_size(r, '')}, image {_size(r, 'image_')}"),
             Check("masks.same_size", "masks", gxe.ExpectColumnPairValuesToBeEqual(
                 column_A="height", column_B="image_height", ignore_row_if="either_value_is_missing"),
-                lambda r: f"mask {r['width']}x{r['height']}, image {r['image_width']}x{r['image_height']}"),
+                lambda r: f"mask {_size(r, '')}, image {_size(r, 'image_')}"),
             Check("masks.binary", "masks", gxe.ExpectColumnValuesToBeInSet(column="binary", value_set=[True]),
                   lambda r: "more than two values, or no zero background"),
             Check("masks.non_empty", "masks", gxe.ExpectColumnValuesToBeBetween(column="area", min_value=1),
@@ -302,6 +302,14 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
     for n, c in enumerate(out):
         c.expectation.meta = {"check": c.id, "blocking": c.id not in cfg.warn, "n": n}
     return out
+
+
+def _size(row: dict, prefix: str) -> str:
+    """``WxH`` from ``<prefix>width`` and ``<prefix>height`` (nullable integers arrive as floats)."""
+    def fmt(v):
+        return "?" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+
+    return f"{fmt(row.get(prefix + 'width'))}x{fmt(row.get(prefix + 'height'))}"
 
 
 KEYS = {"images": ["path"], "classes": ["class"], "boxes": ["annotation", "path"], "masks": ["mask_path", "path"]}

@@ -50,7 +50,9 @@ class ValidateResult:
     decode_cache_hits: int
 
     def metrics(self) -> dict:
-        return {k: (int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items()}
+        """Counts for ``dvc metrics``; decode counts depend on the local cache, so they are left out."""
+        skip = ("decoded", "decode_cache_hits")
+        return {k: (int(v) if isinstance(v, bool) else v) for k, v in asdict(self).items() if k not in skip}
 
 
 def run(

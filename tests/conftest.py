@@ -35,7 +35,7 @@ def write_image(path: Path, size=(32, 24), mode="RGB", fmt=None, color=128) -> P
     """A small solid image of ``size`` (w, h) and ``mode``; format from the suffix unless ``fmt``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if mode == "I;16":
-        image = Image.fromarray(np.full(size[::-1], 40000, dtype=np.uint16), "I;16")
+        image = Image.fromarray(np.full(size[::-1], 40000, dtype=np.uint16))
     else:
         image = Image.new(mode, size, color if mode in ("L", "1", "P") else (color,) * len(mode))
     image.save(path, format=fmt)
