@@ -27,19 +27,24 @@ def clean_env(tmp_path, **extra) -> dict[str, str]:
 
 def test_prefect_flow_runs_on_the_temporary_local_server(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("datasets:\n  fruits:\n    source: fruits360\nsamples:\n  seed: 0\ningest:\n  workers: 2\n")
+    params.write_text(
+        "datasets:\n  fruits:\n    source: fruits360\n    task: classification\nsamples:\n  seed: 0\n"
+        "ingest:\n  workers: 2\n  on_bad_annotation: record\nvalidate:\n  on_fail: stop\n"
+    )
+    out = {k: str(tmp_path / k) for k in ("raw", "manifests", "validated", "reports")}
     code = (
-        "import json, sys; from pathlib import Path; from flows.ingest import ingest_all; "
-        f"r = ingest_all(params_file=Path({str(params)!r}), raw=Path({str(tmp_path / 'raw')!r}), "
-        f"out=Path({str(tmp_path / 'out')!r})); print('RESULT=' + json.dumps(r))"
+        "import json; from pathlib import Path; from flows.data import data; "
+        f"r = data(params_file=Path({str(params)!r}), **{{k: Path(v) for k, v in {out!r}.items()}}); "
+        "print('RESULT=' + json.dumps(r))"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Starting temporary server" in proc.stdout + proc.stderr
     result = json.loads(proc.stdout.split("RESULT=")[1])
-    assert result["fruits"]["images"] == 160 and result["fruits"]["classes"] == 5
-    assert (tmp_path / "out" / "fruits" / "manifest.parquet").is_file()
+    assert result["fruits"]["images"] == 160 and result["fruits"]["passed"] == 1
+    assert (tmp_path / "validated" / "fruits" / "manifest.parquet").is_file()
+    assert (tmp_path / "reports" / "fruits" / "data_docs" / "index.html").is_file()
 
 
 def test_mlflow_sqlite_store_registers_and_serves_a_model(tmp_path, monkeypatch):
