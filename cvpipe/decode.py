@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import PIL
-from PIL import Image
 
 from cvpipe.manifest import parallel_map
+from cvpipe.pil import open_image
 
 # A decode's outcome depends on the bytes and on the decoder: a Pillow upgrade invalidates the cache.
 DECODER = f"pillow-{PIL.__version__}"
@@ -24,7 +24,7 @@ SUFFIX_FORMATS = {
 def decode_file(path: Path) -> dict:
     """Decode every pixel of ``path`` (a truncated file fails here, not only a bad header)."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             fmt = im.format
             im.load()
             return {"format": fmt, "decoded_mode": im.mode, "decode_error": None}

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from cvpipe.classmap import ClassMap
 from cvpipe.decode import SUFFIX_FORMATS, DecodeStats, decode_all
 from cvpipe.manifest import parallel_map
+from cvpipe.pil import open_image
 from cvpipe.rle import dsb_decode
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def _rle_errors(csv_file: Path, root: Path, images: pd.DataFrame, masks: pd.Data
         on_disk = set()
         for m in mask_files.get(row.path, []):
             try:
-                on_disk.add((np.asarray(Image.open(root / m)) > 0).astype(np.uint8).tobytes())
+                on_disk.add((np.asarray(open_image(root / m)) > 0).astype(np.uint8).tobytes())
             except Exception:  # noqa: BLE001 - an unreadable mask is reported by masks.readable
                 continue
         if decoded != on_disk:

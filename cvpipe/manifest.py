@@ -13,11 +13,11 @@ from typing import TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from PIL import Image
 from tqdm import tqdm
 
 from cvpipe.classmap import ClassMap
 from cvpipe.io import atomic_path, sha256_file
+from cvpipe.pil import open_image
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,6 +55,7 @@ BOX_SCHEMA = pa.schema(
         ("iscrowd", pa.bool_()),
         ("difficult", pa.bool_()),
         ("truncated", pa.bool_()),
+        ("pose", pa.string()),  # VOC <pose> (TF Object Detection's image/object/view)
         ("annotation", pa.string()),  # annotation file (relative), with :line for text formats
         ("source_id", pa.string()),  # the source's own annotation id, if any
         ("source_class", pa.string()),  # the class as the source wrote it (COCO category id, name)
@@ -154,7 +155,7 @@ def _apply(fn: Callable[[T], R], chunk: Sequence[T]) -> list[R]:
 
 def _open_header(file: Path) -> tuple[int | None, int | None, str | None, int | None, str | None]:
     try:
-        with Image.open(file) as im:
+        with open_image(file) as im:
             return im.width, im.height, im.mode, len(im.getbands()), None
     except Exception as exc:  # noqa: BLE001 - any failure is recorded for the data gate
         return None, None, None, None, f"{type(exc).__name__}: {exc}"
@@ -201,7 +202,7 @@ def probe_mask(ref: MaskRef) -> dict:
         "probe_error": None,
     }
     try:
-        with Image.open(ref.file) as im:
+        with open_image(ref.file) as im:
             row["width"], row["height"] = im.width, im.height
             pixels = np.asarray(im)
             row["area"] = int(np.count_nonzero(pixels))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,8 +32,11 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def rel(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` with POSIX separators."""
-    return path.relative_to(root).as_posix()
+    """``path`` relative to ``root`` with POSIX separators (``../`` when it lies beside root)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(path, root)).as_posix()
 
 
 def split_name(name: str) -> str:

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from cvpipe.classmap import ClassMap
-from cvpipe.datasets import is_image, list_images, rel, require_dir
+from cvpipe.datasets import list_images, rel, require_dir
 from cvpipe.errors import DataError
 from cvpipe.manifest import ImageRef, ReadResult
 
@@ -18,7 +18,7 @@ CLASS_FILES = ("classes.txt", "predefined_classes.txt")
 def parse_xml(path: Path) -> ET.Element:
     """Parse one annotation; malformed XML names the file and line."""
     try:
-        return ET.parse(path).getroot()
+        return ET.fromstring(path.read_bytes())
     except ET.ParseError as exc:
         line, col = exc.position
         reason = str(exc).split(": line")[0]
@@ -52,24 +52,31 @@ def _optional_int(node: ET.Element | None, tag: str) -> int | None:
         return None
 
 
-def resolve_image(filename: str, search: list[Path], root: Path) -> tuple[Path | None, str | None]:
-    """Locate ``<filename>`` in the search folders (``.JPG`` for ``.jpg`` too), never outside root.
+class ImageFinder:
+    """Locates ``<filename>`` in search folders; each folder is listed once, for the ``.JPG`` case."""
 
-    ``<path>`` is ignored: LabelImg writes the annotator's absolute path from another machine.
-    """
-    name = Path(filename)
-    if name.is_absolute() or ".." in name.parts:
-        return None, f"<filename> {filename!r} escapes the images folder"
-    for folder in search:
-        candidate = folder / name
-        if candidate.is_file():
-            return candidate, None
-        if candidate.parent.is_dir():
-            lower = name.name.lower()
-            for other in candidate.parent.iterdir():
-                if other.name.lower() == lower and other.is_file():
-                    return other, None
-    return None, f"<filename> {filename!r} not found in {[rel(s, root) or '.' for s in search]}"
+    def __init__(self, search: list[Path], root: Path) -> None:
+        self.search, self.root = search, root
+        self._listings: dict[Path, dict[str, Path]] = {}
+
+    def _listing(self, folder: Path) -> dict[str, Path]:
+        if folder not in self._listings:
+            self._listings[folder] = {p.name.lower(): p for p in folder.iterdir()} if folder.is_dir() else {}
+        return self._listings[folder]
+
+    def find(self, filename: str) -> tuple[Path | None, str | None]:
+        """The file, or None and why. ``<path>`` is ignored: LabelImg writes the annotator's own."""
+        name = Path(filename)
+        if name.is_absolute() or ".." in name.parts:
+            return None, f"<filename> {filename!r} escapes the images folder"
+        for folder in self.search:
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate, None
+            other = self._listing(candidate.parent).get(name.name.lower())
+            if other is not None and other.is_file():
+                return other, None
+        return None, f"<filename> {filename!r} not found in {[rel(s, self.root) or '.' for s in self.search]}"
 
 
 def read_class_list(path: Path) -> list[str]:
@@ -77,14 +84,25 @@ def read_class_list(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def read(root: Path, classes_file: Path | None = None, strict: bool = True) -> ReadResult:
-    """Every XML is one image; images without an XML are kept as background images.
+def read(
+    root: Path,
+    classes_file: Path | None = None,
+    strict: bool = True,
+    ann_dir: Path | None = None,
+    image_dirs: list[Path] | None = None,
+) -> ReadResult:
+    """Every XML is one image; images without an XML are listed too (with no boxes).
 
-    ``strict=False`` records a malformed XML on its image's row instead of stopping.
+    ``strict=False`` records a malformed XML on its image's row instead of stopping. By default
+    the XML files are in ``annotations/`` (or ``Annotations/``, or ``root`` itself) and images
+    beside them or in ``images/`` (or ``JPEGImages/``); ``ann_dir`` and ``image_dirs`` override.
     """
     require_dir(root, "VOC root")
-    ann_dir = next((root / d for d in ANNOTATION_DIRS if (root / d).is_dir()), root)
-    image_dirs = [root / d for d in IMAGE_DIRS if (root / d).is_dir()]
+    if ann_dir is None:
+        ann_dir = next((root / d for d in ANNOTATION_DIRS if (root / d).is_dir()), root)
+    require_dir(ann_dir, "VOC annotations folder")
+    if image_dirs is None:
+        image_dirs = [root / d for d in IMAGE_DIRS if (root / d).is_dir()]
     xml_files = sorted(ann_dir.glob("*.xml"))
     if not xml_files:
         raise DataError(ann_dir, "no Pascal VOC .xml annotation files")
@@ -105,22 +123,22 @@ def read(root: Path, classes_file: Path | None = None, strict: bool = True) -> R
 
     images: list[ImageRef] = []
     boxes: list[dict] = []
-    seen: set[Path] = set()
-    search = image_dirs
+    seen: set[str] = set()
+    finder = ImageFinder([ann_dir, *image_dirs], root)
     for f, xml in parsed:
         try:
             if isinstance(xml, DataError):
                 raise xml
-            image, image_boxes = _annotation(f, root, xml, [f.parent, *search], classes)
+            image, image_boxes = _annotation(f, root, xml, finder, classes)
         except DataError as exc:
             if strict:
                 raise
-            image, image_boxes = _unparsable(f, root, [f.parent, *search], exc), []
+            image, image_boxes = _unparsable(f, root, [ann_dir, *image_dirs], exc), []
         if image.locate_error is None:
-            seen.add(image.file.resolve())
+            seen.add(str(image.file))  # the finder hands out the same paths the folder listing does
         images.append(image)
         boxes += image_boxes
-    background = [p for d in image_dirs for p in list_images(d) if is_image(p) and p.resolve() not in seen]
+    background = [p for d in image_dirs for p in list_images(d) if str(p) not in seen]
     images += [ImageRef(file=p, path=rel(p, root), split="unsplit") for p in background]
     return ReadResult(
         task="detection", classes=classes, images=images, boxes=boxes,
@@ -128,14 +146,14 @@ def read(root: Path, classes_file: Path | None = None, strict: bool = True) -> R
     )
 
 
-def _annotation(f: Path, root: Path, xml: ET.Element, search: list[Path], classes: ClassMap) -> tuple[ImageRef, list[dict]]:
+def _annotation(f: Path, root: Path, xml: ET.Element, finder: ImageFinder, classes: ClassMap) -> tuple[ImageRef, list[dict]]:
     """The image and boxes of one parsed annotation; DataError if any part is malformed."""
     if xml.tag != "annotation":
         raise DataError(f, f"root element is <{xml.tag}>, expected <annotation>")
     filename = _text(xml, "filename")
     if filename is None:
         raise DataError(f, "no <filename>")
-    file, error = resolve_image(filename, search, root)
+    file, error = finder.find(filename)
     path = rel(file, root) if file is not None else filename
     size = xml.find("size")
     image = ImageRef(
@@ -196,6 +214,7 @@ def _box(f: Path, root: Path, obj: ET.Element, path: str, classes: ClassMap) -> 
         "iscrowd": False,
         "difficult": _flag(obj, "difficult"),
         "truncated": _flag(obj, "truncated"),
+        "pose": _text(obj, "pose"),
         "annotation": rel(f, root),
         "source_id": None,
         "source_class": name,

@@ -93,3 +93,13 @@ def test_record_mode_keeps_malformed_xml_on_its_image_not_as_background(tmp_path
     assert bad.locate_error is None
     assert found.notes == {"images_without_annotation": 0}
     assert [b["path"] for b in found.boxes] == ["images/good.jpg"]
+
+
+def test_image_beside_its_xml_and_an_unannotated_one_in_images(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    write_image(tmp_path / "annotations" / "a.jpg")
+    write_image(tmp_path / "images" / "b.jpg")
+    make_voc(tmp_path, "a.jpg", (32, 24), [("sign", (1, 1, 5, 5), False)])
+    found = voc.read(tmp_path)
+    assert sorted(i.path for i in found.images) == ["annotations/a.jpg", "images/b.jpg"]
+    assert found.notes == {"images_without_annotation": 1}

@@ -1,0 +1,1 @@
+"""Detection: conversion of boxes to the YOLO and TF Object Detection formats."""

@@ -1,0 +1,71 @@
+"""YOLO labels that ultralytics trains from as they are: ``images/``, ``labels/``, ``data.yaml``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from cvpipe.detection.dataset import SPLITS, CleanBox, DetectionSet, clean_boxes, no_gc, output_names
+from cvpipe.detection.output import link_or_copy, staged_dir, write_class_files
+from cvpipe.io import write_text
+from cvpipe.manifest import parallel_map
+
+
+def label_text(boxes: list[CleanBox], width: int, height: int) -> str:
+    """``class cx cy w h`` per line, normalised by the real image size; empty for a background image."""
+    sx, sy = 1.0 / width, 1.0 / height
+    return "".join(
+        "%d %.7f %.7f %.7f %.7f\n" % (c, (x0 + x1) * 0.5 * sx, (y0 + y1) * 0.5 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
+        for c, x0, y0, x1, y1, *_ in boxes
+    )
+
+
+def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, workers: int | None = 1) -> dict:
+    """Write the dataset under ``out`` (replacing it atomically); returns the counts, also in conversion.json."""
+    with no_gc():
+        boxes, counts, dropped = clean_boxes(dset, drop_difficult)
+    names = output_names(dset.items)
+    with staged_dir(out) as stage:
+        splits = sorted({i.split for i in dset.items}, key=SPLITS.index)
+        for split in splits:
+            (stage / "images" / split).mkdir(parents=True)
+            (stage / "labels" / split).mkdir(parents=True)
+
+        base = str(stage)
+
+        def write(k: int) -> str:
+            item, name = dset.items[k], names[k]
+            fd = os.open(f"{base}/labels/{item.split}/{name}.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, label_text(boxes[k], item.width, item.height).encode())
+            finally:
+                os.close(fd)
+            return link_or_copy(item.file, f"{base}/images/{item.split}/{name}{item.file.suffix}")
+
+        links = Counter(parallel_map(write, range(len(dset.items)), "yolo", workers, chunk=256))
+        data = {"path": out.as_posix(), **{s: f"images/{s}" for s in splits},
+                "nc": len(dset.classes), "names": dict(enumerate(dset.classes.names))}
+        write_text(stage / "data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        write_class_files(dset.classes, stage)
+        report = {
+            "images": dict(Counter(i.split for i in dset.items)),
+            "image_links": dict(links),
+            **dict(sorted((counts + dset.notes).items())),
+            "dropped": dropped,
+        }
+        write_text(stage / "conversion.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def read_labels(path: Path, width: int, height: int) -> list[tuple[int, float, float, float, float]]:
+    """YOLO label file -> (class, x_min, y_min, x_max, y_max) in pixels; the inverse of label_text."""
+    out = []
+    for line in path.read_text().splitlines():
+        c, cx, cy, w, h = line.split()
+        cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
+        out.append((int(c), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+    return out

@@ -1,0 +1,1 @@
+"""Segmentation: DSB2018 masks and their run-length encodings."""

@@ -1,0 +1,142 @@
+"""Convert: annotations to YOLO labels or TF Object Detection TFRecords; DSB2018 masks <-> RLE.
+
+    python -m stages.convert {voc,coco,simpsons}-yolo  (--annotations PATH --images DIR | --manifest-dir DIR) --out DIR
+        [--classes FILE] [--val-fraction F] [--drop-difficult] [--cls91to80]
+    python -m stages.convert {voc,coco}-tfrecord        (same inputs) --out DIR [--shards N]
+    python -m stages.convert dsb-masks --annotations stage1_train_labels.csv --images stage1_train --out DIR
+    python -m stages.convert dsb-rle --images stage1_train --out labels.csv
+
+``--manifest-dir`` reads a validated manifest folder (data/validated/<dataset>), as dvc.yaml does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cvpipe.classmap import ClassMap
+from cvpipe.datasets.voc import read_class_list
+from cvpipe.detection import dataset as det
+from cvpipe.detection.tfrecord import write_tfrecords
+from cvpipe.detection.yolo import write_yolo
+from cvpipe.errors import DataError
+from cvpipe.segmentation.dsb import masks_to_rle, rle_to_masks
+
+log = logging.getLogger(__name__)
+DETECTION = {
+    "voc-yolo": ("voc", "yolo"),
+    "coco-yolo": ("coco", "yolo"),
+    "simpsons-yolo": ("simpsons", "yolo"),
+    "voc-tfrecord": ("voc", "tfrecord"),
+    "coco-tfrecord": ("coco", "tfrecord"),
+}
+KINDS = (*DETECTION, "dsb-masks", "dsb-rle")
+
+
+def load_classes(path: Path) -> ClassMap:
+    """A class map from ``classes.json`` or a list of names, one a line."""
+    if path.suffix == ".json":
+        return ClassMap.load(path)
+    if not path.is_file():
+        raise DataError(path, "class list not found")
+    return ClassMap.from_names(read_class_list(path))
+
+
+def load_detection(
+    source: str,
+    annotations: Path | None,
+    images: Path | None,
+    manifest_dir: Path | None,
+    classes: Path | None = None,
+    cls91to80: bool = False,
+    workers: int | None = 1,
+) -> det.DetectionSet:
+    """The detection set from a validated manifest folder, or from the source's own files."""
+    if manifest_dir is not None:
+        info = json.loads((manifest_dir / "dataset.json").read_text(encoding="utf-8"))
+        if info["source"] != source:
+            raise DataError(manifest_dir / "dataset.json", f"source is {info['source']!r}, not {source!r}")
+        return det.from_manifest(manifest_dir)
+    if annotations is None or images is None:
+        raise ValueError("give --annotations and --images, or --manifest-dir")
+    if source == "coco":
+        return det.from_coco(annotations, images, load_classes(classes) if classes else None, cls91to80, workers)
+    if source == "voc":
+        return det.from_voc(annotations, images, classes, workers)
+    return det.from_simpsons(annotations, images, classes, workers)
+
+
+def run(
+    kind: str,
+    out: Path,
+    annotations: Path | None = None,
+    images: Path | None = None,
+    manifest_dir: Path | None = None,
+    classes: Path | None = None,
+    val_fraction: float = 0.2,
+    shards: int = 1,
+    drop_difficult: bool = False,
+    cls91to80: bool = False,
+    workers: int | None = 1,
+) -> dict:
+    """Convert; returns the counts (also written to ``conversion.json`` for detection outputs)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown conversion {kind!r}; choose one of {list(KINDS)}")
+    if kind == "dsb-masks":
+        return rle_to_masks(annotations, images, out, workers)
+    if kind == "dsb-rle":
+        return masks_to_rle(images, out, workers)
+    source, target = DETECTION[kind]
+    if cls91to80 and source != "coco":
+        raise ValueError("--cls91to80 applies to COCO only")
+    dset = load_detection(source, annotations, images, manifest_dir, classes, cls91to80, workers)
+    det.assign_splits(dset, val_fraction)
+    if target == "yolo":
+        return write_yolo(dset, out, drop_difficult, workers)
+    return write_tfrecords(dset, out, shards, drop_difficult, workers)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stages.convert", description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--annotations", type=Path, help="XML folder, COCO JSON, annotation.txt, or DSB labels CSV")
+    parser.add_argument("--images", type=Path, help="image folder (DSB: the stage1_train folder)")
+    parser.add_argument("--manifest-dir", type=Path, help="validated manifest folder instead of --annotations/--images")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--classes", type=Path, help="class map (classes.json) or class list (one name a line)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="val share when the source has no val split")
+    parser.add_argument("--shards", type=int, default=1, help="TFRecord files per split")
+    parser.add_argument(
+        "--drop-difficult", nargs="?", const=True, default=False, type=lambda v: v.lower() in ("1", "true", "yes"),
+        help="leave out objects marked difficult (also --drop-difficult true|false, as dvc.yaml passes it)",
+    )
+    parser.add_argument("--cls91to80", action="store_true", help="COCO only: the 80-class convention of ultralytics")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="threads for file I/O (default 1: the work is CPU-bound Python; more helps on a slow, cold disk)",
+    )
+    parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        report = run(args.kind, args.out, args.annotations, args.images, args.manifest_dir, args.classes,
+                     args.val_fraction, args.shards, args.drop_difficult, args.cls91to80, args.workers)
+    except (DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    counts = {k: v for k, v in report.items() if k != "dropped"}
+    if args.metrics:
+        from cvpipe.io import write_json
+
+        write_json(args.metrics, counts)
+    log.info("%s -> %s: %s", args.kind, args.out, json.dumps(counts, sort_keys=True))
+    for d in report.get("dropped", [])[:10]:
+        log.warning("dropped %s: %s %s", d["annotation"], d["reason"], d["box"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""A YOLO model built from YAML trains on the converted LabelImg sample as ultralytics expects."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cvpipe.samples import generate
+from stages import convert
+
+pytestmark = pytest.mark.slow
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_one_epoch_on_the_converted_sample_without_label_warnings(tmp_path, monkeypatch):
+    from ultralytics import YOLO, settings
+
+    settings.update({"mlflow": False})  # no run of its own in an MLflow store
+    root = generate("voc", tmp_path / "underground")
+    convert.run("voc-yolo", tmp_path / "yolo", root / "annotations", root / "images", val_fraction=0.25)
+    monkeypatch.chdir(tmp_path)  # data.yaml's path is relative to where training runs, as with `dvc repro`
+    (tmp_path / "yolo" / "data.yaml").write_text(
+        (tmp_path / "yolo" / "data.yaml").read_text().replace(f"path: {(tmp_path / 'yolo').as_posix()}", "path: yolo"))
+    log = Collect()
+    logging.getLogger("ultralytics").addHandler(log)
+    try:
+        model = YOLO("yolov8n.yaml")
+        model.train(data="yolo/data.yaml", epochs=1, imgsz=128, batch=8, workers=0, device="cpu", plots=False,
+                    project=str(tmp_path / "runs"), name="smoke", exist_ok=True, verbose=False, amp=False)
+    finally:
+        logging.getLogger("ultralytics").removeHandler(log)
+    text = "\n".join(log.lines)
+    assert "missing" not in text.lower() and "no labels" not in text.lower(), text[-2000:]
+    from ultralytics.data.utils import load_dataset_cache_file
+
+    for split in ("train", "val"):
+        found, missing, empty, corrupt, total = load_dataset_cache_file(tmp_path / "yolo" / "labels" / f"{split}.cache")["results"]
+        images = len(list((tmp_path / "yolo" / "images" / split).iterdir()))
+        assert (found, missing, corrupt, total) == (images, 0, 0, images), split
+    assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").is_file()
+    assert not (tmp_path / "mlruns").exists()
