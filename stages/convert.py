@@ -92,11 +92,12 @@ def run(
     source, target = DETECTION[kind]
     if cls91to80 and source != "coco":
         raise ValueError("--cls91to80 applies to COCO only")
-    dset = load_detection(source, annotations, images, manifest_dir, classes, cls91to80, workers)
-    det.assign_splits(dset, val_fraction)
-    if target == "yolo":
-        return write_yolo(dset, out, drop_difficult, workers)
-    return write_tfrecords(dset, out, shards, drop_difficult, workers)
+    with det.no_gc():  # many small objects and no cycles: the collector's passes are pure cost here
+        dset = load_detection(source, annotations, images, manifest_dir, classes, cls91to80, workers)
+        det.assign_splits(dset, val_fraction)
+        if target == "yolo":
+            return write_yolo(dset, out, drop_difficult, workers)
+        return write_tfrecords(dset, out, shards, drop_difficult, workers)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import crc32c
 from tfrecord import example_pb2
 
 from cvpipe.classmap import ClassMap
-from cvpipe.detection.dataset import SPLITS, CleanBox, DetectionSet, Item, clean_boxes
+from cvpipe.detection.dataset import SPLITS, CleanBox, DetectionSet, Item, clean_boxes, no_gc
 from cvpipe.detection.output import staged_dir, write_class_files
 from cvpipe.io import write_text
 from cvpipe.manifest import parallel_map
@@ -78,7 +78,8 @@ def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficu
     """``<split>-0000k-of-0000N.record`` shards (image k goes to shard k mod N) and ``label_map.pbtxt``."""
     if shards < 1:
         raise ValueError(f"shards is {shards}; it must be at least 1")
-    boxes, counts, dropped = clean_boxes(dset, drop_difficult)
+    with no_gc():
+        boxes, counts, dropped = clean_boxes(dset, drop_difficult)
     with staged_dir(out) as stage:
         splits = sorted({i.split for i in dset.items}, key=SPLITS.index)
         jobs = []
