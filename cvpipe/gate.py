@@ -312,9 +312,6 @@ def _size(row: dict, prefix: str) -> str:
     return f"{fmt(row.get(prefix + 'width'))}x{fmt(row.get(prefix + 'height'))}"
 
 
-KEYS = {"images": ["path"], "classes": ["class"], "boxes": ["annotation", "path"], "masks": ["mask_path", "path"]}
-
-
 def example(table: str, row: dict) -> str:
     """How a failing row is named in reports: the file, and for boxes the annotation too."""
     if table == "boxes":
@@ -356,6 +353,7 @@ def run_checks(cfg: GateConfig, frames: Frames, docs_dir: Path | None, name: str
         if frame is None or not table_checks:
             continue
         frame = frame.reset_index(drop=True)
+        frame["_row"] = np.arange(len(frame))  # GX reports failing rows by this: exact, unlike any key column
         suite = context.suites.add(gx.ExpectationSuite(name=f"{name}.{table}"))
         for c in table_checks:
             suite.add_expectation(c.expectation)
@@ -363,7 +361,7 @@ def run_checks(cfg: GateConfig, frames: Frames, docs_dir: Path | None, name: str
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}.{table}", data=batch, suite=suite))
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=f"{name}.{table}", validation_definitions=[definition], actions=actions,
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": KEYS[table]},
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["_row"]},
         ))
         outcome = checkpoint.run(batch_parameters={"dataframe": frame})
         (validation,) = outcome.run_results.values()
@@ -374,20 +372,10 @@ def run_checks(cfg: GateConfig, frames: Frames, docs_dir: Path | None, name: str
 
 def _result(c: Check, r, frame: pd.DataFrame, table: str) -> CheckResult:
     config = r.expectation_config
-    index_rows = r.result.get("unexpected_index_list") or []
-    keys = KEYS[table]
-    lookup = frame.set_index(keys, drop=False) if index_rows else None
     rows = []
-    for ir in index_rows:
-        key = tuple(ir.get(k) for k in keys)
-        try:
-            match = lookup.loc[key if len(keys) > 1 else key[0]]
-        except KeyError:
-            continue
-        for row in (match.to_dict("records") if isinstance(match, pd.DataFrame) else [match.to_dict()]):
-            row = {k: (None if _missing(v) else v) for k, v in row.items()}
-            rows.append({**row, "_reason": c.reason(row)})
-    rows = list({(example(table, row), row["_reason"]): row for row in rows}.values())
+    for ir in r.result.get("unexpected_index_list") or []:
+        row = {k: (None if _missing(v) else v) for k, v in frame.iloc[int(ir["_row"])].to_dict().items()}
+        rows.append({**row, "_reason": c.reason(row)})
     columns = config.kwargs.get("column") or ", ".join(
         str(config.kwargs[k]) for k in ("column_A", "column_B", "column_list") if k in config.kwargs
     )

@@ -387,3 +387,14 @@ def test_real_extracts_pass(realdata, tmp_path, source, folder, cfg):
     assert result.passed, [(r.check, r.examples[:3]) for r in results if not r.passed and r.blocking]
     if source == "dsb2018":
         assert any(r.check == "images.rle" and r.passed for r in results)  # the official encodings match
+
+
+def test_only_the_offending_box_of_an_annotation_is_reported(tmp_path):
+    root = generate("voc", tmp_path / "raw")
+    xml = next(p for p in sorted((root / "annotations").glob("*.xml")) if p.read_text().count("<object>") >= 2)
+    xml.write_text(re.sub(r"<xmax>\d+</xmax>", "<xmax>900</xmax>", xml.read_text(), count=1))
+    _, results = gate(tmp_path, "underground", "voc", root)
+    failed = [r for r in results if not r.passed]
+    assert [(r.check, r.unexpected_count, len(r.rows)) for r in failed if r.check == "boxes.inside"] == [("boxes.inside", 1, 1)]
+    (example,) = next(r for r in failed if r.check == "boxes.inside").examples
+    assert f"annotations/{xml.name}" in example and ", 900, " in example
