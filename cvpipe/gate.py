@@ -407,7 +407,7 @@ class Quarantine:
     """What ``on_fail: quarantine`` removes: images (by path) and box rows, each with its reason."""
 
     images: set[str] = field(default_factory=set)
-    box_rows: set[str] = field(default_factory=set)  # annotation keys of boxes that name no usable image
+    box_rows: set[tuple[str, str | None]] = field(default_factory=set)  # (annotation, source_id) of boxes without an image
     rows: list[dict] = field(default_factory=list)  # quarantine.csv: file, image, expectation, reason
     unfixable: list[CheckResult] = field(default_factory=list)  # failures that removing rows cannot fix
 
@@ -444,7 +444,7 @@ def quarantine(results: list[CheckResult]) -> Quarantine:
             if image:
                 q.images.add(image)
             elif r.table == "boxes":
-                q.box_rows.add(row["annotation"])
+                q.box_rows.add((row["annotation"], row["source_id"]))
             file = row.get("annotation") or row.get("mask_path") or image if r.table != "images" else image
             q.rows.append({"file": file, "image": image or "", "expectation": r.check, "reason": row["_reason"]})
     return q

@@ -130,7 +130,9 @@ def _write_clean(manifest_dir: Path, out: Path, q) -> None:
         keep = pc.invert(pc.is_in(table["path"], value_set=_strings(drop)))
         keep = pc.fill_null(keep, True)
         if filename == "boxes.parquet" and q is not None and q.box_rows:
-            keep = pc.and_(keep, pc.invert(pc.is_in(table["annotation"], value_set=_strings(sorted(q.box_rows)))))
+            key = pc.binary_join_element_wise(table["annotation"], pc.fill_null(table["source_id"], ""), "\0")
+            dropped = sorted(f"{a}\0{s or ''}" for a, s in q.box_rows)
+            keep = pc.and_(keep, pc.invert(pc.is_in(key, value_set=_strings(dropped))))
         write_table(table.filter(keep).to_pylist(), schema, out / filename)
     for filename in ("classes.json", "dataset.json"):
         shutil.copyfile(manifest_dir / filename, out / filename)

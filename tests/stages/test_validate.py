@@ -398,3 +398,18 @@ def test_only_the_offending_box_of_an_annotation_is_reported(tmp_path):
     assert [(r.check, r.unexpected_count, len(r.rows)) for r in failed if r.check == "boxes.inside"] == [("boxes.inside", 1, 1)]
     (example,) = next(r for r in failed if r.check == "boxes.inside").examples
     assert f"annotations/{xml.name}" in example and ", 900, " in example
+
+
+def test_quarantine_drops_only_the_box_on_an_unknown_coco_image(tmp_path):
+    root = generate("coco", tmp_path / "raw")
+    path = root / "annotations" / "instances_val2017.json"
+    doc = json.loads(path.read_text())
+    doc["annotations"][0]["image_id"] = 999999
+    path.write_text(json.dumps(doc))
+    result, _ = gate(tmp_path, "coco", "coco", root, on_fail="quarantine")
+    before = pq.read_table(tmp_path / "manifests" / "coco" / "boxes.parquet").num_rows
+    after = pq.read_table(tmp_path / "validated" / "coco" / "boxes.parquet").to_pylist()
+    assert result.passed and result.quarantined_images == 0 and len(after) == before - 1
+    assert str(doc["annotations"][0]["id"]) not in {b["source_id"] for b in after if b["annotation"].endswith("val2017.json")}
+    rows = list(csv.DictReader((tmp_path / "validated" / "coco" / "quarantine.csv").open()))
+    assert [(r["file"], r["image"], r["expectation"]) for r in rows] == [("annotations/instances_val2017.json", "", "boxes.image_known")]
