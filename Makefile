@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export YOLO_OFFLINE := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test clean
+.PHONY: help setup data run test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -38,5 +38,10 @@ run: data ## Main job: `dvc repro` on the embedded sample, then show the metrics
 test: setup ## Run the test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest
 
+bench: setup ## Run the benchmarks (each prints ratios against a baseline measured in the same run)
+	$(BIN)/python bench/ingest_probe.py
+	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/convert.py
+
 clean: ## Remove pipeline outputs (not the raw data, the DVC cache or .venv)
-	rm -rf data/manifests reports
+	rm -rf data/manifests data/validated data/yolo data/tfrecord reports/validate
