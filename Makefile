@@ -44,4 +44,4 @@ bench: setup ## Run the benchmarks (each prints ratios against a baseline measur
 	$(BIN)/python bench/convert.py
 
 clean: ## Remove pipeline outputs (not the raw data, the DVC cache or .venv)
-	rm -rf data/manifests data/validated data/yolo data/tfrecord reports/validate
+	rm -rf data/manifests data/validated data/yolo data/tfrecord reports/validate/*/
