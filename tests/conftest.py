@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 
-
-@pytest.fixture(autouse=True)
-def _isolated_tool_homes(tmp_path_factory, monkeypatch):
-    """Keep ultralytics, Prefect and MLflow state out of the user's home and the repository."""
-    home = tmp_path_factory.getbasetemp() / "tool-homes"
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(home / "ultralytics"))
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    monkeypatch.setenv("DO_NOT_TRACK", "1")
+# Set before any test module imports ultralytics: it reads its settings folder once, at import, and
+# tests change settings (mlflow off) that must not reach the user's ~/.config/Ultralytics.
+os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="cvpipe-tests-ultralytics-")
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ["DO_NOT_TRACK"] = "1"
 
 
 @pytest.fixture
@@ -42,5 +40,3 @@ def write_image(path: Path, size=(32, 24), mode="RGB", fmt=None, color=128) -> P
     return path
 
 
-def pytest_configure(config):
-    os.environ.setdefault("PYTHONHASHSEED", "0")
