@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import REPO
 
@@ -68,16 +67,7 @@ def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout):
     second = sh(checkout, "dvc", "repro")
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date." in second.stdout
-    # The lock file matches what landed, but for the Data Docs folders: GX stamps them with run times.
-    assert sh(checkout, "git", "status", "--porcelain").stdout in ("", " M dvc.lock\n", "M  dvc.lock\n")
-    committed = yaml.safe_load(sh(checkout, "git", "show", "HEAD:dvc.lock").stdout)
-    assert _without_reports(yaml.safe_load((checkout / "dvc.lock").read_text())) == _without_reports(committed)
-
-
-def _without_reports(lock: dict) -> dict:
-    for stage in lock["stages"].values():
-        stage["outs"] = [o for o in stage.get("outs", []) if not o["path"].startswith("reports/validate/") or o["path"].endswith(".json")]
-    return lock
+    assert sh(checkout, "git", "status", "--porcelain").stdout == ""  # dvc.lock and reports match what landed
 
 
 def round_trip(checkout: Path, remote: str, env: dict | None = None) -> None:
