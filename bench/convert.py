@@ -22,10 +22,11 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchtools import timed  # noqa: E402
+
 from cvpipe.samples import generate  # noqa: E402
 from stages import convert  # noqa: E402
 
@@ -99,19 +100,14 @@ def tfrecord_against_floor(voc: Path, tmp: Path, repeats: int) -> tuple[int, flo
     floor()  # warm the page cache for both
     floor_runs, tf_runs = [], []
     for _ in range(repeats):
-        floor_runs.append(timed(floor))
-        tf_runs.append(timed(lambda: convert.run("voc-tfrecord", tmp / "tf", voc / "annotations", voc / "images", shards=2)))
+        floor_runs.append(timed(floor)[0])
+        tf_runs.append(timed(lambda: convert.run("voc-tfrecord", tmp / "tf", voc / "annotations", voc / "images", shards=2))[0])
     return len(files), size, min(floor_runs), min(tf_runs)
 
 
 def labels(folder: Path) -> dict[str, list[tuple[float, ...]]]:
     return {p.stem: sorted(tuple(map(float, line.split())) for line in p.read_text().splitlines()) for p in folder.rglob("*.txt")}
 
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -138,8 +134,8 @@ def main() -> None:
         n = len(list(images.iterdir()))
         theirs_runs, ours_runs = [], []
         for k in range(args.repeats):  # alternate, so both meet the same disk; new output folders each time
-            theirs_runs.append(timed(lambda: convert_coco(str(ann.parent), str(tmp / f"ul{k}"), use_segments=False, cls91to80=False)))
-            ours_runs.append(timed(lambda: convert.run("coco-yolo", tmp / f"ours{k}", ann, images, val_fraction=0)))
+            theirs_runs.append(timed(lambda: convert_coco(str(ann.parent), str(tmp / f"ul{k}"), use_segments=False, cls91to80=False))[0])
+            ours_runs.append(timed(lambda: convert.run("coco-yolo", tmp / f"ours{k}", ann, images, val_fraction=0))[0])
         theirs_s, ours_s = min(theirs_runs), min(ours_runs)
         mine = labels(tmp / "ours0" / "labels")
         theirs = labels(tmp / "ul0" / "labels")

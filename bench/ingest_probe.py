@@ -14,13 +14,14 @@ import hashlib
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchtools import timed  # noqa: E402
+
 from stages import ingest  # noqa: E402
 
 
@@ -45,11 +46,6 @@ def plain_loop(root: Path) -> int:
     return n
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -66,7 +62,7 @@ def main() -> None:
             "stages.ingest, 1 worker": lambda: ingest.run("fruits360", root, Path(tmp) / "o1", workers=1),
             f"stages.ingest, {workers} workers": lambda: ingest.run("fruits360", root, Path(tmp) / "o2", workers=workers),
         }
-        best = {name: min(timed(fn) for _ in range(args.repeats)) for name, fn in variants.items()}
+        best = {name: min(timed(fn)[0] for _ in range(args.repeats)) for name, fn in variants.items()}
         baseline = best["plain loop (sha256 + PIL header)"]
         print(f"{n} images, {workers} cores, best of {args.repeats}")
         for name, seconds in best.items():

@@ -16,13 +16,14 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchtools import timed  # noqa: E402
+
 from cvpipe.decode import decode_all  # noqa: E402
 from stages import ingest, validate  # noqa: E402
 from stages.validate import GateConfig  # noqa: E402
@@ -48,11 +49,6 @@ def plain_decode_loop(root: Path) -> int:
         n += 1
     return n
 
-
-def timed(fn):
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def main() -> None:

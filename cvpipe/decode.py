@@ -79,7 +79,7 @@ def decode_all(files: dict[str, Path], cache_path: Path | None, workers: int | N
     try:
         results = cache.get(files)
         todo = [(d, f) for d, f in files.items() if d not in results]
-        fresh = dict(zip((d for d, _ in todo), parallel_map(decode_file, [f for _, f in todo], "decode", workers)))
+        fresh = dict(zip((d for d, _ in todo), parallel_map(decode_file, [f for _, f in todo], "decode", workers), strict=True))
         cache.put(fresh)
     finally:
         cache.close()

@@ -22,8 +22,6 @@ from cvpipe.manifest import parallel_map
 from cvpipe.pil import open_image
 from cvpipe.rle import dsb_decode
 
-log = logging.getLogger(__name__)
-
 SPLIT_ORDER = {"train": 0, "unsplit": 0, "val": 1, "test": 2}
 MAX_EXAMPLES = 20
 
@@ -56,7 +54,7 @@ class Frames:
 
 @dataclass(frozen=True)
 class Check:
-    """One expectation of the gate: the table it runs on, the row key it reports, and why a row fails."""
+    """One expectation of the gate: its id, the table it runs on, and why a failing row fails."""
 
     id: str
     table: str
@@ -445,6 +443,11 @@ def quarantine(results: list[CheckResult]) -> Quarantine:
                 q.images.add(image)
             elif r.table == "boxes":
                 q.box_rows.add((row["annotation"], row["source_id"]))
-            file = row.get("annotation") or row.get("mask_path") or image if r.table != "images" else image
+            if r.table == "boxes":
+                file = row["annotation"]
+            elif r.table == "masks":
+                file = row["mask_path"]
+            else:
+                file = image
             q.rows.append({"file": file, "image": image or "", "expectation": r.check, "reason": row["_reason"]})
     return q

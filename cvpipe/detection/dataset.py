@@ -242,7 +242,7 @@ def from_simpsons(annotations: Path, images: Path, classes_file: Path | None = N
 def _with_sizes(dset: DetectionSet, workers: int | None) -> DetectionSet:
     """Real image sizes from the file headers (never the annotation's claim)."""
     sizes = parallel_map(probe_size, [i.file for i in dset.items], "image sizes", workers, chunk=512)
-    for item, (width, height, error) in zip(dset.items, sizes):
+    for item, (width, height, error) in zip(dset.items, sizes, strict=True):
         if error is not None:
             raise DataError(item.file, error)
         item.width, item.height = width, height
