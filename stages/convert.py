@@ -97,7 +97,7 @@ def run(
         det.assign_splits(dset, val_fraction)
         if target == "yolo":
             return write_yolo(dset, out, drop_difficult, workers)
-        return write_tfrecords(dset, out, shards, drop_difficult, workers)
+        return write_tfrecords(dset, out, shards, drop_difficult)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 from cvpipe.manifest import ReadResult
@@ -32,11 +33,27 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def rel(path: Path, root: Path) -> str:
-    """``path`` relative to ``root`` with POSIX separators (``../`` when it lies beside root)."""
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return Path(os.path.relpath(path, root)).as_posix()
+    """``path`` relative to ``root`` with POSIX separators (``../`` when it lies beside root).
+
+    Called for every file of a dataset, so it works on strings: pathlib's ``relative_to`` and
+    ``relpath`` cost tens of microseconds a call, a hundred thousand times over.
+    """
+    p, r = os.fspath(path), os.fspath(root)
+    if p == r:
+        return "."
+    if p.startswith(r) and p[len(r) : len(r) + 1] == os.sep:
+        tail = p[len(r) + 1 :]
+    else:
+        folder, name = os.path.split(p)
+        tail = _relative_folder(folder, r) + name
+    return tail if os.sep == "/" else tail.replace(os.sep, "/")
+
+
+@lru_cache(maxsize=256)
+def _relative_folder(folder: str, root: str) -> str:
+    """``folder`` relative to ``root``, with a trailing separator unless it is root itself."""
+    relative = os.path.relpath(folder or ".", root)
+    return "" if relative == "." else relative + os.sep
 
 
 def split_name(name: str) -> str:

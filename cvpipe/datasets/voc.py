@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -53,15 +54,21 @@ def _optional_int(node: ET.Element | None, tag: str) -> int | None:
 
 
 class ImageFinder:
-    """Locates ``<filename>`` in search folders; each folder is listed once, for the ``.JPG`` case."""
+    """Locates ``<filename>`` in search folders, each listed once (which also finds ``.JPG`` for ``.jpg``)."""
 
     def __init__(self, search: list[Path], root: Path) -> None:
         self.search, self.root = search, root
-        self._listings: dict[Path, dict[str, Path]] = {}
+        self._listings: dict[str, tuple[dict[str, Path], dict[str, Path]]] = {}
 
-    def _listing(self, folder: Path) -> dict[str, Path]:
+    def _listing(self, folder: str) -> tuple[dict[str, Path], dict[str, Path]]:
+        """The files in ``folder``: by exact name and by lower-cased name (keyed by string: cheap to hash)."""
         if folder not in self._listings:
-            self._listings[folder] = {p.name.lower(): p for p in folder.iterdir()} if folder.is_dir() else {}
+            try:
+                with os.scandir(folder) as entries:
+                    files = {e.name: Path(e.path) for e in entries if e.is_file()}
+            except (FileNotFoundError, NotADirectoryError):
+                files = {}
+            self._listings[folder] = files, {name.lower(): p for name, p in sorted(files.items())}
         return self._listings[folder]
 
     def find(self, filename: str) -> tuple[Path | None, str | None]:
@@ -70,12 +77,10 @@ class ImageFinder:
         if name.is_absolute() or ".." in name.parts:
             return None, f"<filename> {filename!r} escapes the images folder"
         for folder in self.search:
-            candidate = folder / name
-            if candidate.is_file():
-                return candidate, None
-            other = self._listing(candidate.parent).get(name.name.lower())
-            if other is not None and other.is_file():
-                return other, None
+            exact, folded = self._listing(os.path.dirname(os.path.join(folder, filename)) or ".")
+            found = exact.get(name.name) or folded.get(name.name.lower())
+            if found is not None:
+                return found, None
         return None, f"<filename> {filename!r} not found in {[rel(s, self.root) or '.' for s in self.search]}"
 
 

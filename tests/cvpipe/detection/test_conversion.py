@@ -270,3 +270,21 @@ def test_tfrecord_bytes_are_the_same_in_another_process(underground, tmp_path):
                    capture_output=True, env={**__import__("os").environ, "PYTHONHASHSEED": "123"})
     for shard in (tmp_path / "a").glob("*.record"):
         assert shard.read_bytes() == (tmp_path / "b" / shard.name).read_bytes(), shard.name
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 2_100_000])
+@pytest.mark.parametrize("n_boxes", [0, 1, 5])
+def test_spliced_example_is_byte_identical_to_protobufs_own(size, n_boxes):
+    # the image bytes are framed by hand around protobuf's serialisation of the rest; every varint
+    # width of the image's length (1, 2, 3 and 4 bytes) and the empty-object case must still agree
+    from cvpipe.detection.dataset import CleanBox, Item
+    from cvpipe.detection.tfrecord import example, example_parts, reference_example
+
+    encoded = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    item = Item(Path("imgs/Straße 1.JPG"), "imgs/Straße 1.JPG", 640, 480, "train", "annotations/Straße 1.xml")
+    boxes = [CleanBox(k % 3, 10.0 + k, 20.0, 300.5, 470.25, k % 2 == 0, k % 3 == 0, "Left", f"class {k}") for k in range(n_boxes)]
+    assert example(item, boxes, encoded) == reference_example(item, boxes, encoded)
+    head, body, tail = example_parts(item, boxes, encoded)
+    assert body is encoded  # the image's bytes are written as read, not copied into a message
+    parsed = parse_example(head + body + tail)
+    assert parsed["image/encoded"] == [encoded] and len(parsed["image/object/bbox/xmin"]) == n_boxes
