@@ -10,9 +10,11 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export YOLO_OFFLINE := 1
+# Prefect's database, results cache and settings stay inside the project.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test bench clean
+.PHONY: help setup data run flow ui test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +37,12 @@ run: data ## Main job: `dvc repro` on the embedded sample, then show the metrics
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
+flow: data ## The same pipeline as a Prefect flow (temporary local server unless PREFECT_API_URL is set)
+	$(BIN)/python -m flows.classification
+
+ui: setup ## Start the MLflow UI and the Prefect UI on 127.0.0.1 and print their addresses (Ctrl-C stops)
+	$(BIN)/python -m cvpipe.ui
+
 test: setup ## Run the test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest
 
@@ -42,6 +50,8 @@ bench: setup ## Run the benchmarks (each prints ratios against a baseline measur
 	$(BIN)/python bench/ingest_probe.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/convert.py
+	$(BIN)/python bench/train.py
 
 clean: ## Remove pipeline outputs (not the raw data, the DVC cache or .venv)
-	rm -rf data/manifests data/validated data/yolo data/tfrecord reports/validate/*/
+	rm -rf data/manifests data/validated data/yolo data/tfrecord reports/validate/*/ models/*/ reports/register
+	find reports/evaluate -type f ! -name .gitignore -delete 2>/dev/null || true

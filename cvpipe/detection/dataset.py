@@ -7,7 +7,6 @@ stand-alone CLI), and consumed by the YOLO and TFRecord writers.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from cvpipe.datasets import list_images, rel, require_dir, simpsons, split_name,
 from cvpipe.errors import DataError
 from cvpipe.imagesize import image_size
 from cvpipe.manifest import parallel_map
+from cvpipe.splits import check_fraction, unit_hash
 
 SPLITS = ("train", "val", "test")
 
@@ -265,18 +265,13 @@ def probe_size(file: Path) -> tuple[int | None, int | None, str | None]:
 def assign_splits(dset: DetectionSet, val_fraction: float) -> None:
     """Keep the source's train/val/test; if there is no val, move a stable hashed ``val_fraction`` of
     the training images there. Hashing the path keeps every image's split when images are added."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val fraction is {val_fraction}; it must be in [0, 1)")
+    check_fraction(val_fraction)
     has_val = any(i.split == "val" for i in dset.items)
     for item in dset.items:
         if item.split == "unsplit":
             item.split = "train"
-        if not has_val and item.split == "train" and _unit_hash(item.path) < val_fraction:
+        if not has_val and item.split == "train" and unit_hash(item.path) < val_fraction:
             item.split = "val"
-
-
-def _unit_hash(text: str) -> float:
-    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
 def output_names(items: list[Item]) -> list[str]:

@@ -1,0 +1,1 @@
+"""Image classification (Fruits-360, Simpsons): input pipeline, models, training, evaluation, MLflow model."""

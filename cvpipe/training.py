@@ -1,0 +1,112 @@
+"""Task-independent training pieces: device choice, seeds, early stopping, resumable checkpoints.
+
+Classification uses them now; segmentation (the U-Net) will use the same ones. Detection trains
+through ultralytics, which has its own loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cvpipe.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, an unusable checkpoint): says what and what to try."""
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """CUDA when there is one (or as asked), else CPU; asking for CUDA without one is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"device {requested!r} was asked for, but torch sees no CUDA device")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); returns a CPU generator for shuffling and augmentation."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short content key for JSON-able parts (data digests, params, code versions)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after ``patience`` epochs without a lower validation loss; remember the best weights."""
+
+    patience: int
+    min_delta: float = 0.0
+    best: float = float("inf")
+    best_epoch: int = -1
+    waited: int = 0
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    def step(self, epoch: int, val_loss: float, model: torch.nn.Module) -> tuple[bool, bool]:
+        """(improved, stop) after an epoch."""
+        if val_loss < self.best - self.min_delta:
+            self.best, self.best_epoch, self.waited = val_loss, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return True, False
+        self.waited += 1
+        return False, self.waited >= self.patience
+
+    def state(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "best_state"} | {"best_state": self.best_state}
+
+    def load(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Written atomically: an interruption while saving leaves the previous checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, key: str) -> dict | None:
+    """The checkpoint at ``path`` if it belongs to this run (same ``key``), else None."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is ignored, not fatal
+        log.warning("ignoring unreadable checkpoint %s: %s", path, exc)
+        return None
+    if state.get("key") != key:
+        log.info("checkpoint %s is for other data or params; starting afresh", path)
+        return None
+    return state
+
+
+def check_finite(loss: torch.Tensor, epoch: int, batch: int, lr: float) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"loss is {loss.item()} at epoch {epoch}, batch {batch} (learning rate {lr:g}); "
+            "lower the learning rate or check the inputs for NaNs"
+        )
+
+
+def cpu_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

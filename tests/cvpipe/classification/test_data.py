@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cvpipe.classification import data
+from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches, load_table, load_tensors
+from cvpipe.errors import DataError
+
+
+def test_table_keeps_test_and_carves_a_stable_val_from_train(fruits_manifest):
+    table = load_table(fruits_manifest, 0.25)
+    assert table.classes.names == ["Apple Braeburn", "Banana", "Blueberry", "Kiwi", "Orange"]
+    assert len(table.indices("test")) == 40  # Fruits-360's own Test folder, untouched
+    val = {table.paths[k] for k in table.indices("val")}
+    assert 15 <= len(val) <= 45 and all(p.startswith("Training/") for p in val)
+    assert {table.paths[k] for k in load_table(fruits_manifest, 0.25).indices("val")} == val  # same every time
+    assert val < {table.paths[k] for k in load_table(fruits_manifest, 0.5).indices("val")}  # a larger share only adds
+    assert load_table(fruits_manifest, 0.25).digest() == table.digest() != load_table(fruits_manifest, 0.5).digest()
+
+
+def test_table_refuses_a_detection_manifest_and_a_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="no dataset.json"):
+        load_table(tmp_path)
+    (tmp_path / "dataset.json").write_text('{"task": "detection", "root": ".", "source": "coco"}')
+    with pytest.raises(DataError, match="not 'classification'"):
+        load_table(tmp_path)
+
+
+def test_tensors_are_decoded_once_and_then_read_from_the_cache(fruits_table, tmp_path, monkeypatch):
+    first = load_tensors(fruits_table, 32, tmp_path, workers=1)
+    assert first.shape == (160, 3, 32, 32) and first.dtype == np.uint8
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(data, "decode_resized", no_decoding)
+    again = load_tensors(fruits_table, 32, tmp_path)
+    assert np.array_equal(again, first)
+    with pytest.raises(AssertionError, match="decoded again"):  # another size is another cache entry
+        load_tensors(fruits_table, 24, tmp_path)
+
+
+def test_augment_off_is_the_identity_and_flip_mirrors():
+    x = torch.rand(4, 3, 8, 8)
+    assert BatchAugment(AugmentConfig(), torch.Generator()).__call__(x) is x
+    flipped = BatchAugment(AugmentConfig(horizontal_flip=True), torch.Generator().manual_seed(1))
+    y = flipped(x)
+    for a, b in zip(x, y, strict=True):  # every image is either itself or its mirror image
+        assert torch.allclose(b, a, atol=1e-5) or torch.allclose(b, a.flip(-1), atol=1e-5)
+    assert any(not torch.allclose(b, a, atol=1e-5) for a, b in zip(x, y, strict=True))
+
+
+def test_augment_moves_images_differently_within_the_bounds():
+    aug = BatchAugment(AugmentConfig(rotation=20, width_shift=0.1, height_shift=0.1, shear=5, zoom=0.2), torch.Generator().manual_seed(0))
+    theta = aug.matrices(256)
+    assert theta.shape == (256, 2, 3)
+    assert theta[:, :, 2].abs().max() <= 0.2 + 1e-6  # shifts: +-10% of the size is +-0.2 in [-1, 1] coordinates
+    assert theta[:, 0, 2].std() > 0.05 and theta[:, 0, 0].std() > 0.01  # one transform per image, not per batch
+    det = torch.linalg.det(theta[:, :, :2])
+    assert ((det > 1 / 1.2**2 - 1e-4) & (det < 1 / 0.8**2 + 1e-4)).all()  # area changes only by the zoom
+
+
+def test_batches_cover_every_image_once_per_epoch():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(3, 1)
+    labels = np.arange(10)
+    batches = Batches(images, labels, np.arange(10), 4, torch.device("cpu"), True, torch.Generator().manual_seed(0))
+    seen = torch.cat([y for _, y in batches])
+    assert len(batches) == 3 and sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))

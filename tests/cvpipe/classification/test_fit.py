@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cvpipe.classification.data import AugmentConfig
+from cvpipe.classification.fit import TrainConfig, fit, predict
+from cvpipe.training import TrainingError, pick_device
+from tests.cvpipe.classification.conftest import squares
+
+CPU = torch.device("cpu")
+
+
+def split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(n)
+    return idx[idx % 4 != 0], idx[idx % 4 == 0]
+
+
+def config(**kw) -> TrainConfig:
+    base = dict(image_size=16, epochs=8, batch_size=8, lr=0.005, patience=4, seed=1,
+                augment=AugmentConfig(width_shift=0.05, horizontal_flip=True))
+    return TrainConfig(**(base | kw))
+
+
+def test_learns_the_squares_and_restores_the_best_weights():
+    images, labels = squares()
+    train, val = split(len(labels))
+    result = fit(images, labels, train, val, 3, config(), CPU)
+    assert result.history[-1]["epoch"] == len(result.history) <= 8
+    best = min(result.history, key=lambda h: h["val_loss"])
+    assert result.best_epoch == best["epoch"] and result.best_val_loss == pytest.approx(best["val_loss"])
+    probs = predict(result.model, images, val, CPU)
+    assert (probs.argmax(1) == labels[val]).mean() >= 0.9  # the restored (best) weights, not the last ones
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(tmp_path):
+    images, labels = squares()
+    train, val = split(len(labels))
+    whole = fit(images, labels, train, val, 3, config(epochs=5, patience=10), CPU)
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(images, labels, train, val, 3, config(epochs=5, patience=10), CPU, ckpt, key="k", stop_after=2)
+    resumed = fit(images, labels, train, val, 3, config(epochs=5, patience=10), CPU, ckpt, key="k")
+    assert resumed.resumed_from == 1  # the checkpoint of epoch 2 (0-based 1)
+    assert [h["val_loss"] for h in resumed.history] == pytest.approx([h["val_loss"] for h in whole.history], abs=1e-6)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+    other = fit(images, labels, train, val, 3, config(epochs=1), CPU, ckpt, key="another run")
+    assert other.resumed_from is None  # a checkpoint of other inputs is not resumed
+
+
+def test_early_stopping_stops_when_val_loss_stops_falling():
+    images, labels = squares()
+    train, val = split(len(labels))
+    result = fit(images, labels, train, val, 3, config(epochs=40, patience=1, lr=0.05), CPU)
+    assert result.stopped_early and len(result.history) < 40
+    assert len(result.history) == result.best_epoch + 1  # one epoch of patience after the best
+
+
+def test_a_non_finite_loss_is_a_clear_error():
+    images, labels = squares()
+    train, val = split(len(labels))
+    with pytest.raises(TrainingError, match=r"loss is (nan|inf) at epoch 1.*lower the learning rate"):
+        fit(images, labels, train, val, 3, config(optimizer="sgd", lr=1e12, momentum=0.0, nesterov=False), CPU)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop"])
+def test_each_optimizer_trains(optimizer):
+    images, labels = squares()
+    train, val = split(len(labels))
+    result = fit(images, labels, train, val, 3, config(optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 0.002, epochs=2), CPU)
+    assert result.history[-1]["loss"] < result.history[0]["loss"] * 1.5 and np.isfinite(result.best_val_loss)
+
+
+def test_unknown_parameters_and_devices_are_named():
+    with pytest.raises(ValueError, match="unknown training parameters \\['epoch'\\]"):
+        TrainConfig.from_params({"epoch": 3})
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'"):
+        TrainConfig.from_params({"optimizer": "adamw"})
+    with pytest.raises(ValueError, match="nesterov: true needs momentum > 0"):
+        TrainConfig.from_params({"optimizer": "sgd", "momentum": 0})
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="no CUDA device"):
+            pick_device("cuda")

@@ -1,0 +1,92 @@
+"""train -> evaluate -> register on the embedded Fruits-360 sample, with a temporary MLflow store."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from cvpipe.classification.data import decode_resized, load_table
+from stages import evaluate, register, train
+from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
+
+PARAMS = {"architecture": "littlevgg", "image_size": 32, "epochs": 12, "batch_size": 16, "lr": 0.003, "patience": 4, "seed": 0,
+          "augment": {"rotation": 10, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": True}}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_path, store):  # noqa: F811
+    good = train.run("classification", fruits_manifest, tmp_path / "good", PARAMS, cache_dir=tmp_path / "cache")
+    assert good.epochs >= 3 and good.device == "cpu"
+    assert list((tmp_path / "cache/checkpoints").glob("*.pt")) == []  # finished runs leave no checkpoint to resume
+    history = pd.read_csv(tmp_path / "good/history.csv")
+    assert history["epoch"].tolist() == list(range(1, good.epochs + 1))
+    ev = evaluate.run("classification", tmp_path / "good", fruits_manifest, tmp_path / "eval_good", cache_dir=tmp_path / "cache")
+    assert ev.images == 40 and ev.accuracy >= 0.9
+    metrics = json.loads((tmp_path / "eval_good/metrics.json").read_text())
+    assert metrics["split"] == "test" and set(metrics["f1"]) == {"Apple Braeburn", "Banana", "Blueberry", "Kiwi", "Orange"}
+    predictions = pd.read_csv(tmp_path / "eval_good/predictions.csv")
+    assert list(predictions.columns) == ["path", "actual", "predicted", "confidence"] and len(predictions) == 40
+
+    first = register.run("fruits", "classification", tmp_path / "good", tmp_path / "eval_good", fruits_manifest)
+    assert first.alias == "champion" and first.promoted and first.version == "1"
+
+    # a deliberately worse model: one epoch
+    worse = train.run("classification", fruits_manifest, tmp_path / "worse", PARAMS | {"epochs": 1, "lr": 0.0005}, cache_dir=tmp_path / "cache")
+    assert worse.epochs == 1
+    evaluate.run("classification", tmp_path / "worse", fruits_manifest, tmp_path / "eval_worse", cache_dir=tmp_path / "cache")
+    second = register.run("fruits", "classification", tmp_path / "worse", tmp_path / "eval_worse", fruits_manifest)
+    assert second.alias == "challenger" and not second.promoted and second.champion_version == "1"
+    assert second.macro_f1 < second.champion_macro_f1 and "does not beat" in second.reason
+
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("fruits-classifier", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("fruits-classifier", "challenger").version) == "2"
+    runs = client.search_runs([client.get_experiment_by_name("fruits").experiment_id])
+    assert len(runs) == 2  # one run per registration, no stray ones
+    run = client.get_run(first.run_id)
+    assert run.data.tags["promotion.decision"] == "champion" and run.data.tags["git.commit"] != ""
+    assert run.data.tags["data.digest"] == load_table(fruits_manifest, 0.2).digest()
+    assert run.data.params["train.architecture"] == "littlevgg" and run.data.params["train.augment.rotation"] == "10"
+    assert len(client.get_metric_history(first.run_id, "val_loss")) == good.epochs  # per-epoch metrics
+    assert run.data.metrics["test_accuracy"] >= 0.9
+    artifacts = {a.path for a in client.list_artifacts(first.run_id, "evaluation")}
+    assert {"evaluation/confusion.png", "evaluation/misclassified.png", "evaluation/metrics.json", "evaluation/per_class.csv"} <= artifacts
+    assert run.inputs.dataset_inputs[0].dataset.name == "fruits"
+    version = client.get_model_version("fruits-classifier", "2")
+    assert version.tags["promotion.decision"] == "challenger" and version.tags["promotion.reason"] == second.reason
+    assert version.tags["data.digest"] == run.data.tags["data.digest"]
+
+    model = mlflow.pyfunc.load_model("models:/fruits-classifier@champion")
+    assert model.metadata.signature is not None
+    table = load_table(fruits_manifest, 0.2)
+    test = table.indices("test")[::8]
+    batch = np.stack([decode_resized(table.files[k], 100) for k in test])
+    predicted = model.predict(batch)
+    truth = [table.classes.names[table.labels[k]] for k in test]
+    assert all(isinstance(p, str) for p in predicted) and sum(p == t for p, t in zip(predicted, truth, strict=True)) >= len(truth) - 1
+
+
+def test_other_tasks_are_not_built_yet(tmp_path):
+    with pytest.raises(NotImplementedError, match="detection"):
+        train.run("detection", tmp_path, tmp_path / "out", {})
+    with pytest.raises(ValueError, match="unknown task"):
+        train.run("ocr", tmp_path, tmp_path / "out", {})
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert train.main(["--dataset", "nope"]) == 1
+    assert "not listed under `datasets`" in capsys.readouterr().err
+    assert evaluate.main(["--dataset", "fruits360", "--model-dir", str(tmp_path)]) == 1
+    assert "trained model not found" in capsys.readouterr().err
