@@ -25,3 +25,11 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DataError(path, "expected a mapping of sections at the top level")
     return data
+
+
+def dataset_task(params: dict[str, Any], dataset: str) -> str:
+    """The task of a dataset listed under ``datasets``; an unlisted one is a clear error."""
+    spec = params.get("datasets", {}).get(dataset)
+    if spec is None:
+        raise ValueError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml")
+    return spec["task"]

@@ -97,7 +97,7 @@ def classification(
     evaluation metrics and registration outcome."""
     params = load_params(params_file)
     common = params.get("train", {})
-    device, cache_dir = common.get("device", "auto"), Path(common["cache_dir"]) if common.get("cache_dir") else None
+    device, cache_dir = train.settings(params)
     registry = params.get("registry", {})
     results = {}
     for name in datasets or list(common.get("datasets", {})):

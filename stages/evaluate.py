@@ -19,8 +19,9 @@ from pathlib import Path
 
 from cvpipe.errors import DataError
 from cvpipe.io import write_json
-from cvpipe.params import load_params
+from cvpipe.params import dataset_task, load_params
 from cvpipe.training import TrainingError, pick_device
+from stages.train import settings
 
 log = logging.getLogger(__name__)
 GALLERY_MAX = 24
@@ -89,13 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         params = load_params(args.params)
-        spec = params.get("datasets", {}).get(args.dataset)
-        if spec is None:
-            raise ValueError(f"dataset {args.dataset!r} is not listed under `datasets` in params.yaml")
-        common = params.get("train", {})
-        result = run(spec["task"], args.model_dir or Path("models") / args.dataset, args.manifest_dir or Path("data/validated") / args.dataset,
-                     args.out or Path("reports/evaluate") / args.dataset, args.split, common.get("device", "auto"),
-                     Path(common["cache_dir"]) if common.get("cache_dir") else None, args.dataset)
+        result = run(dataset_task(params, args.dataset), args.model_dir or Path("models") / args.dataset,
+                     args.manifest_dir or Path("data/validated") / args.dataset, args.out or Path("reports/evaluate") / args.dataset,
+                     args.split, *settings(params), args.dataset)
     except (DataError, ValueError, TrainingError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

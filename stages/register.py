@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cvpipe.errors import DataError
 from cvpipe.io import write_json
-from cvpipe.params import load_params
+from cvpipe.params import dataset_task, load_params
 from cvpipe.registry import (
     CHALLENGER,
     CHAMPION,
@@ -208,17 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         params = load_params(args.params)
-        spec = params.get("datasets", {}).get(args.dataset)
-        if spec is None:
-            raise ValueError(f"dataset {args.dataset!r} is not listed under `datasets` in params.yaml")
         registry = params.get("registry", {})
-        result = run(args.dataset, spec["task"], args.model_dir or Path("models") / args.dataset,
+        result = run(args.dataset, dataset_task(params, args.dataset), args.model_dir or Path("models") / args.dataset,
                      args.eval_dir or Path("reports/evaluate") / args.dataset, args.manifest_dir or Path("data/validated") / args.dataset,
                      registry.get("margin", 0.0), registry.get("tolerance", 0.05), args.lineage)
     except (DataError, ValueError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_json(args.out or Path("reports/register") / f"{args.dataset}.json", asdict(result))
+    # the outcome without the run id: the same bytes for the same outcome, so dvc.lock can hold it
+    write_json(args.out or Path("reports/register") / f"{args.dataset}.json", {k: v for k, v in asdict(result).items() if k != "run_id"})
+    log.info("MLflow run %s", result.run_id)
     log.info("%s version %s -> @%s: %s", result.model_name, result.version, result.alias, result.reason)
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cvpipe.errors import DataError
 from cvpipe.io import write_json, write_text
-from cvpipe.params import load_params
+from cvpipe.params import dataset_task, load_params
 from cvpipe.training import TrainingError, fingerprint, pick_device
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,17 @@ def _csv(rows: list[dict]) -> str:
 
 def dataset_params(params: dict, dataset: str) -> tuple[str, dict]:
     """(task, training section) of a dataset from params.yaml."""
-    spec = params.get("datasets", {}).get(dataset)
-    if spec is None:
-        raise ValueError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml")
+    task = dataset_task(params, dataset)
     section = params.get("train", {}).get("datasets", {}).get(dataset)
     if section is None:
         raise ValueError(f"dataset {dataset!r} has no section under train.datasets in params.yaml")
-    return spec["task"], section
+    return task, section
+
+
+def settings(params: dict) -> tuple[str, Path | None]:
+    """(device, cache folder) from the ``train`` section, shared by train, evaluate and the flow."""
+    common = params.get("train", {})
+    return common.get("device", "auto"), Path(common["cache_dir"]) if common.get("cache_dir") else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         task, section = dataset_params(params, args.dataset)
-        common = params.get("train", {})
         result = run(task, args.manifest_dir or Path("data/validated") / args.dataset, args.out or Path("models") / args.dataset,
-                     section, common.get("device", "auto"), Path(common["cache_dir"]) if common.get("cache_dir") else None)
+                     section, *settings(params))
     except (DataError, ValueError, TrainingError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
