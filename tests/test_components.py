@@ -104,3 +104,31 @@ def test_ultralytics_model_built_from_yaml_runs_offline():
     preds = out[0] if isinstance(out, (list, tuple)) else out
     assert preds.shape[:2] == (1, 4 + 80)
     assert np.isfinite(preds.numpy()).all()
+
+
+def test_make_ui_starts_both_servers_on_loopback_and_stops_them(tmp_path):
+    import socket
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    mlflow_port, prefect_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cvpipe.ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)],
+                            cwd=tmp_path, env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]  # printed only once both answer
+        assert lines == [f"MLflow UI:  http://127.0.0.1:{mlflow_port}\n", f"Prefect UI: http://127.0.0.1:{prefect_port}\n"], lines
+        with urllib.request.urlopen(f"http://127.0.0.1:{mlflow_port}/health", timeout=10) as r:
+            assert r.read() == b"OK"
+        with urllib.request.urlopen(f"http://127.0.0.1:{prefect_port}/api/health", timeout=10) as r:
+            assert r.read() == b"true"
+        assert (tmp_path / "mlruns" / "mlflow.db").is_file()  # the project's default store
+    finally:
+        proc.send_signal(__import__("signal").SIGINT)
+        proc.wait(timeout=60)
+    for port in (mlflow_port, prefect_port):  # both servers are gone with it
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3)
