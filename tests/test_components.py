@@ -119,8 +119,11 @@ def test_make_ui_starts_both_servers_on_loopback_and_stops_them(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "cvpipe.ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)],
                             cwd=tmp_path, env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        lines = [proc.stdout.readline() for _ in range(2)]  # printed only once both answer
-        assert lines == [f"MLflow UI:  http://127.0.0.1:{mlflow_port}\n", f"Prefect UI: http://127.0.0.1:{prefect_port}\n"], lines
+        lines = []  # the servers' own banners come first; the addresses are printed once both answer
+        while not any(line.startswith("Prefect UI:") for line in lines) and proc.poll() is None and len(lines) < 2000:
+            lines.append(proc.stdout.readline())
+        assert f"MLflow UI:  http://127.0.0.1:{mlflow_port}\n" in lines, lines[-20:]
+        assert lines[-1] == f"Prefect UI: http://127.0.0.1:{prefect_port}\n", lines[-20:]
         with urllib.request.urlopen(f"http://127.0.0.1:{mlflow_port}/health", timeout=10) as r:
             assert r.read() == b"OK"
         with urllib.request.urlopen(f"http://127.0.0.1:{prefect_port}/api/health", timeout=10) as r:
