@@ -29,7 +29,16 @@ def is_image(path: Path) -> bool:
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name for a stable manifest order."""
-    return sorted((p for p in folder.iterdir() if is_image(p)), key=lambda p: p.name)
+    return [Path(p) for p in image_files(folder)]
+
+
+def image_files(folder: str | Path) -> list[str]:
+    """:func:`list_images` as strings, from one directory listing (no ``stat`` a file where the
+    file system gives each entry's type)."""
+    with os.scandir(folder) as entries:
+        named = [(e.name, e.path) for e in entries
+                 if os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES and e.is_file()]
+    return [path for _, path in sorted(named)]
 
 
 def rel(path: Path, root: Path) -> str:

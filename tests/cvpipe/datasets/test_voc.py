@@ -103,3 +103,73 @@ def test_image_beside_its_xml_and_an_unannotated_one_in_images(tmp_path):
     found = voc.read(tmp_path)
     assert sorted(i.path for i in found.images) == ["annotations/a.jpg", "images/b.jpg"]
     assert found.notes == {"images_without_annotation": 1}
+
+
+def _labelimg_files(realdata_dir):
+    """LabelImg's XML as our sample writes it, and the real raccoon files when they are here."""
+    from cvpipe.samples.voc import labelimg_xml
+
+    docs = [labelimg_xml("a.jpg", 640, 480, [("sign", (1, 2, 30, 40), False), ("way out", (5, 6, 7, 8), True)], verified=v)
+            .encode() for v in (True, False)]
+    docs.append(labelimg_xml("empty.jpg", 10, 10, [], verified=False).encode())
+    docs.append(labelimg_xml("straße 1.JPG", 10, 10, [("ünïcode", (0, 0, 9, 9), False)], verified=True).encode())
+    if realdata_dir.is_dir():
+        docs += [p.read_bytes() for p in sorted((realdata_dir / "annotations").glob("*.xml"))]
+    return docs
+
+
+def test_labelimg_files_take_the_fast_path_and_read_as_elementtree_reads_them():
+    from tests.conftest import REALDATA
+
+    docs = _labelimg_files(REALDATA / "voc_labelimg_raccoon")
+    for data in docs:
+        fast = voc.labelimg_fast(data)
+        assert fast is not None, data[:200]  # otherwise the speed-up is silently gone
+        assert fast == voc.parse_general("x.xml", data)
+    assert voc.labelimg_fast(docs[0]).objects[1] == voc.VocObject("way out", 5.0, 6.0, 7.0, 8.0, False, True, "Unspecified")
+
+
+def test_fast_path_never_disagrees_with_elementtree_on_mutated_files():
+    # thousands of damaged or unusual variants: the fast path either declines (None) or gives exactly
+    # what ElementTree gives; a variant ElementTree rejects must never be accepted
+    import random
+
+    from tests.conftest import REALDATA
+
+    rng = random.Random(0)
+    pieces = [" ", "\n", "\r\n", "\t", "<!-- c -->", "&amp;", "&#65;", "<x/>", "<![CDATA[a]]>", "]]>", "\x01", "\ufffe",
+              "é", '"', "<", ">", "/", "a", "1", ".", "-", "e5", "<?pi?>", "<object>", "</object>", "nan", "\u2028",
+              "\x85", "\ufeff", "'", "=", "1e400", "inf"]
+    docs = _labelimg_files(REALDATA / "voc_labelimg_raccoon")[:4]
+    accepted = declined = 0
+    for _ in range(4000):
+        text = rng.choice(docs).decode()
+        for _ in range(rng.randint(1, 3)):
+            i, j = sorted(rng.randrange(len(text) + 1) for _ in range(2))
+            op = rng.random()
+            if op < 0.6:
+                text = text[:i] + rng.choice(pieces) + text[i:]
+            elif op < 0.8:
+                text = text[:i] + text[min(j, i + 12):]
+            else:
+                text = text[:i] + text[i:j][:40] + text[i:]
+        data = text.encode("utf-8", "surrogatepass")
+        fast = voc.labelimg_fast(data)
+        if fast is None:
+            declined += 1
+            continue
+        accepted += 1
+        assert fast == voc.parse_general("x.xml", data), text
+    assert accepted > 150 and declined > 1000  # both branches were exercised
+
+
+def test_annotation_in_another_layout_is_read_by_elementtree(tmp_path):
+    # CVAT-like order (bndbox before name), a comment and an entity: the general reader's result
+    xml = tmp_path / "a.xml"
+    xml.write_text("<?xml version='1.0' encoding='utf-8'?>\n<annotation><!-- exported -->"
+                   "<size><height>20</height><width>30</width></size><filename>a&amp;b.jpg</filename>"
+                   "<object><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>3.5</xmax><ymax>4</ymax></bndbox>"
+                   "<name>cat</name><difficult>1</difficult></object></annotation>")
+    assert voc.labelimg_fast(xml.read_bytes()) is None
+    got = voc.parse_annotation(xml)
+    assert got == voc.VocAnnotation("a&b.jpg", 30, 20, [voc.VocObject("cat", 1.0, 2.0, 3.5, 4.0, True, False, None)])
