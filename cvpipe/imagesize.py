@@ -6,6 +6,7 @@ faster than opening the file with PIL, which matters at COCO scale.
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
@@ -46,14 +47,32 @@ def _jpeg_size(f, head: bytes) -> tuple[int, int] | None:
 def image_size(path: str | Path) -> tuple[int, int]:
     """(width, height) as stored in the file (the same as PIL's ``Image.size``)."""
     with open(path, "rb") as f:
-        head = f.read(4096)
-        if head[:2] == b"\xff\xd8":
-            size = _jpeg_size(f, head)
-            if size is not None and size[0] > 0 and size[1] > 0:
-                return size
-        elif head[:8] == _PNG and head[12:16] == b"IHDR":
-            return struct.unpack(">II", head[16:24])
+        size = _header_size(f)
+    if size is not None:
+        return size
     from cvpipe.pil import open_image
 
     with open_image(path) as im:  # other formats, and anything the fast path could not read
         return im.size
+
+
+def image_size_of(data: bytes) -> tuple[int, int]:
+    """(width, height) of an image already in memory, for a writer that reads the bytes anyway."""
+    size = _header_size(io.BytesIO(data))
+    if size is not None:
+        return size
+    from cvpipe.pil import open_image
+
+    with open_image(io.BytesIO(data)) as im:
+        return im.size
+
+
+def _header_size(f) -> tuple[int, int] | None:
+    head = f.read(4096)
+    if head[:2] == b"\xff\xd8":
+        size = _jpeg_size(f, head)
+        if size is not None and size[0] > 0 and size[1] > 0:
+            return size
+    elif head[:8] == _PNG and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    return None

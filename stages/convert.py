@@ -53,8 +53,12 @@ def load_detection(
     classes: Path | None = None,
     cls91to80: bool = False,
     workers: int | None = 1,
+    sizes: bool = True,
 ) -> det.DetectionSet:
-    """The detection set from a validated manifest folder, or from the source's own files."""
+    """The detection set from a validated manifest folder, or from the source's own files.
+
+    ``sizes=False``: image sizes are left for the writer to take from the bytes it reads anyway.
+    """
     if manifest_dir is not None:
         info = json.loads((manifest_dir / "dataset.json").read_text(encoding="utf-8"))
         if info["source"] != source:
@@ -63,9 +67,9 @@ def load_detection(
     if annotations is None or images is None:
         raise ValueError("give --annotations and --images, or --manifest-dir")
     if source == "coco":
-        return det.from_coco(annotations, images, load_classes(classes) if classes else None, cls91to80, workers)
+        return det.from_coco(annotations, images, load_classes(classes) if classes else None, cls91to80, workers, sizes)
     if source == "voc":
-        return det.from_voc(annotations, images, classes, workers)
+        return det.from_voc(annotations, images, classes, workers, sizes)
     return det.from_simpsons(annotations, images, classes, workers)
 
 
@@ -93,7 +97,7 @@ def run(
     if cls91to80 and source != "coco":
         raise ValueError("--cls91to80 applies to COCO only")
     with det.no_gc():  # many small objects and no cycles: the collector's passes are pure cost here
-        dset = load_detection(source, annotations, images, manifest_dir, classes, cls91to80, workers)
+        dset = load_detection(source, annotations, images, manifest_dir, classes, cls91to80, workers, sizes=target == "yolo")
         det.assign_splits(dset, val_fraction)
         if target == "yolo":
             return write_yolo(dset, out, drop_difficult, workers)

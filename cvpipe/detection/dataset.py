@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -162,11 +163,16 @@ def coco80_classes() -> ClassMap:
     return ClassMap(tuple(ClassEntry(idx, names[idx], cid + 1) for cid, idx in enumerate(table) if idx is not None))
 
 
-def from_coco(path: Path, images: Path, classes: ClassMap | None = None, cls91to80: bool = False, workers: int | None = 1) -> DetectionSet:
-    """A COCO instances file and its image folder; category ids map to contiguous indices."""
+def from_coco(path: Path, images: Path, classes: ClassMap | None = None, cls91to80: bool = False,
+              workers: int | None = 1, sizes: bool = True) -> DetectionSet:
+    """A COCO instances file and its image folder; category ids map to contiguous indices.
+
+    ``sizes=False`` leaves width and height 0 for a writer that reads every image anyway.
+    """
     require_dir(images, "COCO image folder")
     with no_gc():
-        return _with_sizes(_coco_set(path, images, read_coco(path), classes, cls91to80), workers)
+        dset = _coco_set(path, images, read_coco(path), classes, cls91to80)
+        return _with_sizes(dset, workers) if sizes else dset
 
 
 def _coco_set(path: Path, images: Path, doc: _CocoFile, classes: ClassMap | None, cls91to80: bool) -> DetectionSet:
@@ -197,24 +203,28 @@ def _coco_set(path: Path, images: Path, doc: _CocoFile, classes: ClassMap | None
     return DetectionSet(classes, list(items.values()))
 
 
-def from_voc(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | None = 1) -> DetectionSet:
-    """LabelImg XML files and their image folder; an image no XML names was never annotated."""
-    found = voc.read(images, classes_file, strict=True, ann_dir=annotations, image_dirs=[images])
-    boxes: dict[str, list[Box]] = {}
-    for b in found.boxes:
-        boxes.setdefault(b["path"], []).append(
-            Box(b["class_index"], b["source_class"], b["x_min"], b["y_min"], b["x_max"], b["y_max"],
-                b["annotation"], False, b["difficult"], b["truncated"], b.get("pose") or "")
-        )
-    items, notes = [], Counter()
-    for ref in found.images:
-        if ref.locate_error is not None:
-            raise DataError((images / ref.source_id).resolve() if ref.source_id else ref.file, ref.locate_error)
-        if ref.source_id is None:
-            notes["images_without_annotation_skipped"] += 1
-            continue
-        items.append(Item(ref.file, ref.path, 0, 0, "unsplit", ref.source_id, boxes.get(ref.path, [])))
-    return _with_sizes(DetectionSet(found.classes, items, notes), workers)
+def from_voc(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | None = 1,
+             sizes: bool = True) -> DetectionSet:
+    """LabelImg XML files and their image folder; an image no XML names was never annotated.
+
+    ``sizes=False`` leaves width and height 0 for a writer that reads every image anyway.
+    """
+    found = voc.scan(images, classes_file, strict=True, ann_dir=annotations, image_dirs=[images])
+    index = {c.name: c.index for c in found.classes.classes}
+    root = os.fspath(images)
+    items = []
+    for entry in found.entries:
+        a = entry.annotation  # strict: parsed
+        if entry.locate_error is not None:
+            raise DataError(entry.xml, entry.locate_error)
+        source_id = rel(entry.xml, root)
+        path = rel(entry.file, root)
+        boxes = [Box(index.get(o.name), o.name, o.x_min, o.y_min, o.x_max, o.y_max, source_id, False,
+                     o.difficult, o.truncated, o.pose or "") for o in a.objects]
+        items.append(Item(Path(entry.file), path, 0, 0, "unsplit", source_id, boxes))
+    notes = Counter(images_without_annotation_skipped=len(found.background))
+    dset = DetectionSet(found.classes, items, +notes)
+    return _with_sizes(dset, workers) if sizes else dset
 
 
 def from_simpsons(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | None = 1) -> DetectionSet:
@@ -304,16 +314,42 @@ class CleanBox(NamedTuple):
 def clean_boxes(dset: DetectionSet, drop_difficult: bool = False) -> tuple[list[list[CleanBox]], Counter, list[dict]]:
     """Per item, the boxes to write; counts of what was changed; and the dropped boxes with reasons.
 
+    See :class:`BoxCleaner`; this cleans every item of ``dset`` in order.
+    """
+    cleaner = BoxCleaner(dset.classes.names, drop_difficult)
+    out, dropped = [], []
+    for item in dset.items:
+        kept, lost = cleaner.clean(item)
+        out.append(kept)
+        dropped += lost
+    return out, cleaner.counts(), dropped
+
+
+class BoxCleaner:
+    """Cleans the boxes of one item at a time and counts what it changed.
+
     Crowd regions are skipped (as COCO's own tools and ultralytics do); corners given in the wrong
     order are ordered; boxes past the image are clipped; boxes of zero size after that, and exact
-    duplicates, are dropped and reported. A class missing from the class map is an error.
+    duplicates, are dropped and reported. A class missing from the class map is an error. One
+    cleaner per thread; :meth:`counts` of several add up.
     """
-    names = dset.classes.names
-    crowd = difficult = ordered = clipped = zero = duplicates = kept_total = background = 0
-    dropped: list[dict] = []
-    out: list[list[CleanBox]] = []
-    for item in dset.items:
+
+    FIELDS = ("crowd_skipped", "difficult_dropped", "corners_ordered", "clipped", "zero_size_dropped",
+              "duplicates_dropped", "boxes", "background_images")
+
+    def __init__(self, names: list[str], drop_difficult: bool = False) -> None:
+        self.names, self.drop_difficult = names, drop_difficult
+        self._totals = [0] * len(self.FIELDS)
+
+    def counts(self) -> Counter:
+        return +Counter(dict(zip(self.FIELDS, self._totals)))
+
+    def clean(self, item: Item) -> tuple[list[CleanBox], list[dict]]:
+        """The item's boxes to write (its width and height must be known) and those dropped, with why."""
+        names = self.names
+        crowd = difficult = ordered = clipped = zero = duplicates = 0
         kept: list[CleanBox] = []
+        dropped: list[dict] = []
         seen: set[tuple] = set()
         w, h = item.width, item.height
         for b in item.boxes:
@@ -322,7 +358,7 @@ def clean_boxes(dset: DetectionSet, drop_difficult: bool = False) -> tuple[list[
             if b.iscrowd:
                 crowd += 1
                 continue
-            if b.difficult and drop_difficult:
+            if b.difficult and self.drop_difficult:
                 difficult += 1
                 continue
             x0, x1 = (b.x_min, b.x_max) if b.x_min <= b.x_max else (b.x_max, b.x_min)
@@ -344,9 +380,7 @@ def clean_boxes(dset: DetectionSet, drop_difficult: bool = False) -> tuple[list[
                 continue
             seen.add(key)
             kept.append(CleanBox(b.class_index, cx0, cy0, cx1, cy1, b.difficult, b.truncated, b.pose, names[b.class_index]))
-        kept_total += len(kept)
-        background += not kept
-        out.append(kept)
-    counts = Counter(crowd_skipped=crowd, difficult_dropped=difficult, corners_ordered=ordered, clipped=clipped,
-                     zero_size_dropped=zero, duplicates_dropped=duplicates, boxes=kept_total, background_images=background)
-    return out, +counts, dropped
+        t = self._totals
+        for k, n in enumerate((crowd, difficult, ordered, clipped, zero, duplicates, len(kept), not kept)):
+            t[k] += n
+        return kept, dropped

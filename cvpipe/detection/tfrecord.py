@@ -8,9 +8,11 @@ The image bytes are the bulk of every record, so they never pass through the pro
 protobuf serialises the other features, and the ``image/encoded`` map entry is framed around the
 file's bytes as they were read (three length-delimited headers), where deterministic serialisation
 puts it (map keys sorted: ``image/encoded`` first). ``reference_example`` builds the whole record
-with protobuf alone; the tests hold the two byte-identical. (Packing the small features by hand in
-Python was measured too: 2.7x slower than protobuf's C serialiser.) Shards are written on parallel
-threads: reading, SHA-256 and writing release the GIL.
+with protobuf alone; the tests hold the two byte-identical. The other features are refilled, image
+after image, into one message per thread whose map entries are made once (looking entries up in
+protobuf's map was half the cost). Packing the small features by hand in Python was measured too:
+2.7x slower than protobuf's C serialiser. Shards are written on parallel threads: reading, SHA-256
+and writing release the GIL. Image sizes come from the bytes read for ``image/encoded``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -26,9 +29,11 @@ import crc32c
 from tfrecord import example_pb2
 
 from cvpipe.classmap import ClassMap
-from cvpipe.detection.dataset import SPLITS, CleanBox, DetectionSet, Item, clean_boxes, no_gc
+from cvpipe.detection.dataset import SPLITS, BoxCleaner, CleanBox, DetectionSet, Item, no_gc
 from cvpipe.detection.output import staged_dir, write_class_files
-from cvpipe.io import write_text
+from cvpipe.errors import DataError
+from cvpipe.imagesize import image_size_of
+from cvpipe.io import read_file, write_text
 from cvpipe.manifest import parallel_map
 
 FORMATS = {".jpg": b"jpeg", ".jpeg": b"jpeg", ".png": b"png"}
@@ -88,7 +93,7 @@ def _encoded_head(size: int) -> bytes:
 
 def example_parts(item: Item, boxes: list[CleanBox], encoded: bytes) -> tuple[bytes, bytes, bytes]:
     """The serialised Example as (head, image bytes, tail): protobuf for all but ``image/encoded``."""
-    rest = _features(item, boxes, hashlib.sha256(encoded).hexdigest().encode()).SerializeToString(deterministic=True)
+    rest = _template().serialize(item, boxes, hashlib.sha256(encoded).hexdigest().encode())
     head = _encoded_head(len(encoded))
     # Example.features holds the map entries; the image's entry sorts first among the keys
     return _delimited(1, len(head) + len(encoded) + len(rest)) + head, encoded, rest
@@ -100,7 +105,8 @@ def example(item: Item, boxes: list[CleanBox], encoded: bytes) -> bytes:
 
 
 def reference_example(item: Item, boxes: list[CleanBox], encoded: bytes) -> bytes:
-    """The same Example serialised by protobuf alone (slower: the image is copied in and out)."""
+    """The same Example built afresh and serialised by protobuf alone (slower: the image is copied
+    in and out, and every map entry is created again)."""
     features = _features(item, boxes, hashlib.sha256(encoded).hexdigest().encode())
     features.feature["image/encoded"].bytes_list.value.append(encoded)
     ex = example_pb2.Example()
@@ -109,27 +115,71 @@ def reference_example(item: Item, boxes: list[CleanBox], encoded: bytes) -> byte
 
 
 def _features(item: Item, boxes: list[CleanBox], sha256: bytes) -> example_pb2.Features:
-    """Every feature but ``image/encoded``."""
-    w, h = item.width, item.height
+    """Every feature but ``image/encoded``, in a new message."""
     features = example_pb2.Features()
-    f = features.feature
-    f["image/height"].int64_list.value.append(h)
-    f["image/width"].int64_list.value.append(w)
-    f["image/filename"].bytes_list.value.append(item.file.name.encode("utf-8"))
-    f["image/source_id"].bytes_list.value.append(item.source_id.encode("utf-8"))
-    f["image/key/sha256"].bytes_list.value.append(sha256)
-    suffix = item.file.suffix.lower()
-    f["image/format"].bytes_list.value.append(FORMATS.get(suffix, suffix.lstrip(".").encode()))
-    f["image/object/bbox/xmin"].float_list.value.extend([b.x_min / w for b in boxes])
-    f["image/object/bbox/xmax"].float_list.value.extend([b.x_max / w for b in boxes])
-    f["image/object/bbox/ymin"].float_list.value.extend([b.y_min / h for b in boxes])
-    f["image/object/bbox/ymax"].float_list.value.extend([b.y_max / h for b in boxes])
-    f["image/object/class/text"].bytes_list.value.extend([b.class_name.encode("utf-8") for b in boxes])
-    f["image/object/class/label"].int64_list.value.extend([b.class_index + 1 for b in boxes])
-    f["image/object/difficult"].int64_list.value.extend([int(b.difficult) for b in boxes])
-    f["image/object/truncated"].int64_list.value.extend([int(b.truncated) for b in boxes])
-    f["image/object/view"].bytes_list.value.extend([b.pose.encode("utf-8") for b in boxes])
+    for key, value in _values(item, boxes, sha256).items():
+        getattr(features.feature[key], _KINDS[key]).value.extend(value)
     return features  # serialised with deterministic=True: map keys sorted, the same bytes every run
+
+
+_KINDS = {
+    "image/height": "int64_list", "image/width": "int64_list", "image/filename": "bytes_list",
+    "image/source_id": "bytes_list", "image/key/sha256": "bytes_list", "image/format": "bytes_list",
+    "image/object/bbox/xmin": "float_list", "image/object/bbox/xmax": "float_list",
+    "image/object/bbox/ymin": "float_list", "image/object/bbox/ymax": "float_list",
+    "image/object/class/text": "bytes_list", "image/object/class/label": "int64_list",
+    "image/object/difficult": "int64_list", "image/object/truncated": "int64_list", "image/object/view": "bytes_list",
+}  # fmt: skip
+
+
+def _values(item: Item, boxes: list[CleanBox], sha256: bytes) -> dict[str, list]:
+    w, h = item.width, item.height
+    suffix = os.path.splitext(item.file.name)[1].lower()
+    return {
+        "image/height": [h],
+        "image/width": [w],
+        "image/filename": [item.file.name.encode("utf-8")],
+        "image/source_id": [item.source_id.encode("utf-8")],
+        "image/key/sha256": [sha256],
+        "image/format": [FORMATS.get(suffix, suffix.lstrip(".").encode())],
+        "image/object/bbox/xmin": [b.x_min / w for b in boxes],
+        "image/object/bbox/xmax": [b.x_max / w for b in boxes],
+        "image/object/bbox/ymin": [b.y_min / h for b in boxes],
+        "image/object/bbox/ymax": [b.y_max / h for b in boxes],
+        "image/object/class/text": [b.class_name.encode("utf-8") for b in boxes],
+        "image/object/class/label": [b.class_index + 1 for b in boxes],
+        "image/object/difficult": [int(b.difficult) for b in boxes],
+        "image/object/truncated": [int(b.truncated) for b in boxes],
+        "image/object/view": [b.pose.encode("utf-8") for b in boxes],
+    }
+
+
+class _Template:
+    """One ``Features`` message with every map entry made once; each image replaces the values.
+
+    Looking entries up in protobuf's map is most of the cost of building the message afresh; held
+    references to the value lists make it about half. A template belongs to one thread.
+    """
+
+    def __init__(self) -> None:
+        self.message = example_pb2.Features()
+        self.lists = [(key, getattr(self.message.feature[key], kind).value) for key, kind in _KINDS.items()]
+
+    def serialize(self, item: Item, boxes: list[CleanBox], sha256: bytes) -> bytes:
+        values = _values(item, boxes, sha256)
+        for key, held in self.lists:
+            held[:] = values[key]
+        return self.message.SerializeToString(deterministic=True)
+
+
+_local = threading.local()
+
+
+def _template() -> _Template:
+    template = getattr(_local, "template", None)
+    if template is None:
+        template = _local.template = _Template()
+    return template
 
 
 def shard_name(split: str, index: int, shards: int) -> str:
@@ -139,12 +189,12 @@ def shard_name(split: str, index: int, shards: int) -> str:
 def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficult: bool = False) -> dict:
     """``<split>-0000k-of-0000N.record`` shards (image k goes to shard k mod N) and ``label_map.pbtxt``.
 
-    Shards are written in parallel, one a thread, as many at once as there are cores.
+    Shards are written in parallel, one a thread, as many at once as there are cores. Items whose
+    size is not known yet (width 0) take it from the image's bytes, which are read here anyway.
     """
     if shards < 1:
         raise ValueError(f"shards is {shards}; it must be at least 1")
-    with no_gc():
-        boxes, counts, dropped = clean_boxes(dset, drop_difficult)
+    dropped_by_item: list[list[dict]] = [[] for _ in dset.items]
     with staged_dir(out) as stage:
         splits = sorted({i.split for i in dset.items}, key=SPLITS.index)
         jobs = []
@@ -152,23 +202,41 @@ def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficu
             members = [k for k, i in enumerate(dset.items) if i.split == split]
             jobs += [(split, s, members[s::shards]) for s in range(shards)]
 
-        def write(job) -> int:
+        def write(job) -> BoxCleaner:
             split, s, members = job
-            with open(stage / shard_name(split, s, shards), "wb") as out:
+            cleaner = BoxCleaner(dset.classes.names, drop_difficult)
+            with open(stage / shard_name(split, s, shards), "wb") as shard:
                 for k in members:
-                    write_record(out, *example_parts(dset.items[k], boxes[k], dset.items[k].file.read_bytes()))
-            return len(members)
+                    item = dset.items[k]
+                    encoded = _read_image(item)
+                    boxes, dropped_by_item[k] = cleaner.clean(item)
+                    write_record(shard, *example_parts(item, boxes, encoded))
+            return cleaner
 
         threads = min(len(jobs), os.cpu_count() or 1)  # one shard per thread, whatever ``workers`` says
-        written = sum(parallel_map(write, jobs, "tfrecord shards", threads, chunk=1))
+        with no_gc():
+            cleaners = list(parallel_map(write, jobs, "tfrecord shards", threads, chunk=1))
         write_text(stage / "label_map.pbtxt", label_map(dset.classes))
         write_class_files(dset.classes, stage)
         report = {
             "images": dict(Counter(i.split for i in dset.items)),
-            "records": written,
+            "records": len(dset.items),
             "shards": shards,
-            **dict(sorted((counts + dset.notes).items())),
-            "dropped": dropped,
+            **dict(sorted((sum((c.counts() for c in cleaners), Counter()) + dset.notes).items())),
+            "dropped": [d for lost in dropped_by_item for d in lost],
         }
         write_text(stage / "conversion.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
+
+
+def _read_image(item: Item) -> bytes:
+    """The image's bytes; sets the item's size from them when it is not known yet."""
+    try:
+        encoded = read_file(item.file)
+        if not item.width:
+            item.width, item.height = image_size_of(encoded)
+    except FileNotFoundError:
+        raise DataError(item.file, "image file not found") from None
+    except Exception as exc:  # any decoder error, reported with the file's name
+        raise DataError(item.file, f"cannot read the image: {exc}") from exc
+    return encoded

@@ -32,3 +32,13 @@ def test_unreadable_file_raises(tmp_path):
 def test_real_photos(realdata):
     for path in sorted((realdata / "coco128" / "train2017").glob("*.jpg"))[:40]:
         assert image_size(path) == Image.open(path).size
+
+
+def test_size_from_bytes_in_memory_agrees_with_the_file(tmp_path):
+    from PIL import Image
+
+    from cvpipe.imagesize import image_size_of
+
+    for name, size in [("a.jpg", (37, 21)), ("b.png", (5, 90)), ("c.bmp", (12, 13))]:
+        Image.new("RGB", size, "red").save(tmp_path / name)
+        assert image_size_of((tmp_path / name).read_bytes()) == image_size(tmp_path / name) == size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -288,3 +289,44 @@ def test_spliced_example_is_byte_identical_to_protobufs_own(size, n_boxes):
     assert body is encoded  # the image's bytes are written as read, not copied into a message
     parsed = parse_example(head + body + tail)
     assert parsed["image/encoded"] == [encoded] and len(parsed["image/object/bbox/xmin"]) == n_boxes
+
+
+def test_reused_feature_message_carries_nothing_over_from_the_previous_image():
+    # one message per thread is refilled for every image: 5 boxes, then none, then 1, in one thread
+    from cvpipe.detection.dataset import CleanBox, Item
+    from cvpipe.detection.tfrecord import example, reference_example
+
+    for n_boxes in (5, 0, 1, 5, 0, 2):
+        item = Item(Path(f"imgs/{n_boxes}.png"), f"imgs/{n_boxes}.png", 100 + n_boxes, 50, "train", f"a/{n_boxes}.xml")
+        boxes = [CleanBox(k, 1.0 + k, 2.0, 30.0, 40.0, k == 1, k == 2, "Front", f"c{k}") for k in range(n_boxes)]
+        assert example(item, boxes, b"\x89PNG" + bytes(n_boxes)) == reference_example(item, boxes, b"\x89PNG" + bytes(n_boxes))
+
+
+def test_tfrecord_takes_real_sizes_from_the_image_bytes_and_cleans_as_yolo_does(quirky, tmp_path):
+    # the TFRecord writer reads each image's size from the bytes it embeds, not from the XML's <size>
+    edit(quirky, 6, r"<width>\d+</width>", "<width>4000</width>")
+    yolo = convert.run("voc-yolo", tmp_path / "y", quirky / "annotations", quirky / "images", val_fraction=0.25)
+    tf = convert.run("voc-tfrecord", tmp_path / "tf", quirky / "annotations", quirky / "images", val_fraction=0.25, shards=2)
+    same = ("boxes", "clipped", "background_images", "corners_ordered", "zero_size_dropped", "images", "dropped")
+    assert {k: tf.get(k) for k in same} == {k: yolo.get(k) for k in same}
+    assert tf["clipped"] == 1 and tf["background_images"] == 1
+    from PIL import Image
+
+    for f in (tmp_path / "tf").glob("*.record"):
+        for r in records(f):
+            ex = parse_example(r)
+            with Image.open(io.BytesIO(ex["image/encoded"][0])) as im:
+                assert (ex["image/width"][0], ex["image/height"][0]) == im.size
+            assert all(0.0 <= v <= 1.0 for key in ("xmin", "xmax", "ymin", "ymax") for v in ex[f"image/object/bbox/{key}"])
+
+
+def test_unreadable_image_in_tfrecord_conversion_names_the_file(underground, tmp_path):
+    import shutil
+
+    root = tmp_path / "src"
+    shutil.copytree(underground, root)
+    bad = next((root / "images").glob("underground_007.*"))
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match=rf"{bad.name}: cannot read the image"):
+        convert.run("voc-tfrecord", tmp_path / "tf", root / "annotations", root / "images")
+    assert not (tmp_path / "tf").exists()
