@@ -22,11 +22,6 @@ SPLIT_ALIASES = {
 }
 
 
-def is_image(path: Path) -> bool:
-    """True for a file whose suffix (any case: ``.JPG`` too) is an image format."""
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-
-
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name for a stable manifest order."""
     return [Path(p) for p in image_files(folder)]

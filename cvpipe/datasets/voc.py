@@ -54,22 +54,19 @@ class VocEntry(NamedTuple):
 class VocScan(NamedTuple):
     """A VOC folder as read: the class map, one entry per XML, and images no XML names."""
 
-    root: Path
     classes: ClassMap
     entries: list[VocEntry]
     background: list[Path]
 
 
-def parse_xml(path: str | Path, data: bytes | None = None) -> ET.Element:
-    """Parse one annotation (``data``: its bytes, if already read); malformed XML names the file and line."""
+def parse_xml(path: str | Path, data: bytes) -> ET.Element:
+    """Parse the bytes of one annotation; malformed XML names the file and line."""
     try:
-        return ET.fromstring(read_file(path) if data is None else data)
+        return ET.fromstring(data)
     except ET.ParseError as exc:
         line, col = exc.position
         reason = str(exc).split(": line")[0]
         raise DataError(path, f"malformed XML: {reason} (column {col})", line) from exc
-    except OSError as exc:
-        raise DataError(path, f"cannot be read: {exc.strerror}") from exc
 
 
 def parse_annotation(path: str | Path) -> VocAnnotation:
@@ -299,7 +296,7 @@ def scan(
             seen.add(file)  # the finder hands out the same paths the folder listing does
         entries_out.append(VocEntry(f, annotation, file, error))
     background = [Path(p) for d in image_dirs for p in image_files(d) if p not in seen]
-    return VocScan(root, classes, entries_out, background)
+    return VocScan(classes, entries_out, background)
 
 
 def read(

@@ -263,10 +263,13 @@ def probe_size(file: Path) -> tuple[int | None, int | None, str | None]:
     """(width, height, error) from the header only: sizes are all conversion needs."""
     try:
         return (*image_size(file), None)
-    except FileNotFoundError:
-        return None, None, "image file not found"
     except Exception as exc:  # noqa: BLE001 - reported with the file's name
-        return None, None, f"cannot read the image: {exc}"
+        return None, None, size_error(exc)
+
+
+def size_error(exc: Exception) -> str:
+    """What to say when an image's size cannot be read."""
+    return "image file not found" if isinstance(exc, FileNotFoundError) else f"cannot read the image: {exc}"
 
 
 # ------------------------------------------------------------------------------------------ splits

@@ -29,7 +29,7 @@ import crc32c
 from tfrecord import example_pb2
 
 from cvpipe.classmap import ClassMap
-from cvpipe.detection.dataset import SPLITS, BoxCleaner, CleanBox, DetectionSet, Item, no_gc
+from cvpipe.detection.dataset import SPLITS, BoxCleaner, CleanBox, DetectionSet, Item, no_gc, size_error
 from cvpipe.detection.output import staged_dir, write_class_files
 from cvpipe.errors import DataError
 from cvpipe.imagesize import image_size_of
@@ -235,8 +235,6 @@ def _read_image(item: Item) -> bytes:
         encoded = read_file(item.file)
         if not item.width:
             item.width, item.height = image_size_of(encoded)
-    except FileNotFoundError:
-        raise DataError(item.file, "image file not found") from None
     except Exception as exc:  # any decoder error, reported with the file's name
-        raise DataError(item.file, f"cannot read the image: {exc}") from exc
+        raise DataError(item.file, size_error(exc)) from exc
     return encoded
