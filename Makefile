@@ -10,11 +10,12 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export DO_NOT_TRACK := 1
 export YOLO_OFFLINE := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Prefect's database, results cache and settings stay inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run flow ui test bench clean
+.PHONY: help setup data run flow ui deploy serve test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,11 +38,17 @@ run: data ## Main job: `dvc repro` on the embedded sample, then show the metrics
 	$(BIN)/dvc repro
 	$(BIN)/dvc metrics show
 
-flow: data ## The same pipeline as a Prefect flow (temporary local server unless PREFECT_API_URL is set)
-	$(BIN)/python -m flows.classification
+flow: setup ## The same pipeline as one Prefect flow run (temporary local server unless PREFECT_API_URL is set)
+	$(BIN)/python -m flows.pipeline
 
-ui: setup ## Start the MLflow UI and the Prefect UI on 127.0.0.1 and print their addresses (Ctrl-C stops)
-	$(BIN)/python -m cvpipe.ui
+ui: setup ## MLflow UI and Prefect UI on 127.0.0.1, deployments of params.yaml's schedules registered (Ctrl-C stops)
+	$(BIN)/python -m flows.ui
+
+deploy: setup ## Register the deployments of params.yaml's schedules on the Prefect server (PREFECT_API_URL)
+	$(BIN)/python -m flows.deploy
+
+serve: setup ## Register and run the scheduled deployments until Ctrl-C (starts a local Prefect server if none)
+	$(BIN)/python -m flows.deploy --serve
 
 test: setup ## Run the test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest

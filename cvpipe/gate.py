@@ -18,7 +18,7 @@ import pandas as pd
 
 from cvpipe.classmap import ClassMap
 from cvpipe.decode import SUFFIX_FORMATS, DecodeStats, decode_all
-from cvpipe.manifest import parallel_map
+from cvpipe.manifest import ManifestDir, parallel_map
 from cvpipe.pil import open_image
 from cvpipe.rle import dsb_decode
 
@@ -81,12 +81,12 @@ class CheckResult:
 # ---------------------------------------------------------------------------------------------- frames
 
 
-def build_frames(manifest_dir: Path, root: Path, cfg: GateConfig, cache: Path | None, workers: int | None) -> Frames:
+def build_frames(manifest: ManifestDir, cfg: GateConfig, cache: Path | None, workers: int | None) -> Frames:
     """Manifest tables plus the per-image facts the checks need (decodes, leakage, RLE)."""
-    images = pd.read_parquet(manifest_dir / "manifest.parquet")
-    classes = ClassMap.load(manifest_dir / "classes.json")
-    boxes = pd.read_parquet(manifest_dir / "boxes.parquet") if (manifest_dir / "boxes.parquet").is_file() else None
-    masks = pd.read_parquet(manifest_dir / "masks.parquet") if (manifest_dir / "masks.parquet").is_file() else None
+    root, classes = manifest.root, manifest.classes
+    images = manifest.images.to_pandas()
+    boxes = manifest.boxes.to_pandas() if manifest.boxes is not None else None
+    masks = manifest.masks.to_pandas() if manifest.masks is not None else None
 
     readable = images[images["locate_error"].isna() & images["sha256"].notna()]
     files = {row.sha256: root / row.path for row in readable.itertuples()}

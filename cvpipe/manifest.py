@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from cvpipe.classmap import ClassMap
+from cvpipe.errors import DataError
 from cvpipe.io import atomic_path, sha256_file
 from cvpipe.pil import open_image
 
@@ -234,3 +236,76 @@ def _batched(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
 def read_table(path: str | Path) -> pa.Table:
     """Read a manifest, box or mask table."""
     return pq.read_table(path)
+
+
+# ------------------------------------------------------------------------------ a manifest folder
+
+MANIFEST_FILES = ("dataset.json", "classes.json", "manifest.parquet")  # boxes.parquet / masks.parquet where the task has them
+MAKE_IT = "make it with `dvc repro` (stages.ingest, then stages.validate)"
+
+
+@dataclass(frozen=True)
+class ManifestDir:
+    """A manifest folder as ingest or the gate wrote it: which dataset, its class map and its tables."""
+
+    folder: Path
+    source: str
+    task: str
+    root: Path  # the dataset's raw files; manifest paths are relative to it
+    classes: ClassMap
+    images: pa.Table
+    boxes: pa.Table | None = None
+    masks: pa.Table | None = None
+
+    def file(self, name: str) -> Path:
+        return self.folder / name
+
+
+def read_manifest_dir(
+    folder: str | Path,
+    task: str | None = None,
+    source: str | None = None,
+    root: Path | None = None,
+    columns: Sequence[str] | None = None,
+    allow_empty: bool = False,
+) -> ManifestDir:
+    """The one reader of a manifest folder (``data/manifests/<name>`` or ``data/validated/<name>``).
+
+    A missing folder, a folder without ``dataset.json``, a malformed file, a dataset of another task
+    or source, or a manifest without images is a :class:`DataError` naming the file, in one wording
+    for every stage. ``columns`` limits what is read of ``manifest.parquet``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, f"no such manifest folder; {MAKE_IT}")
+    info_path = folder / "dataset.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(folder, f"not a manifest folder (no dataset.json); {MAKE_IT}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(info_path, f"malformed manifest file: {exc}") from exc
+    missing = [k for k in ("source", "task", "root") if not isinstance(info, dict) or not isinstance(info.get(k), str)]
+    if missing:
+        raise DataError(info_path, f"malformed manifest file: no {', '.join(missing)} (expected keys source, task, root)")
+    if task is not None and info["task"] != task:
+        raise DataError(info_path, f"task is {info['task']!r}, not {task!r}")
+    if source is not None and info["source"] != source:
+        raise DataError(info_path, f"source is {info['source']!r}, not {source!r}")
+    classes = ClassMap.load(folder / "classes.json")
+    images = _read_parquet(folder / "manifest.parquet", columns)
+    if images.num_rows == 0 and not allow_empty:
+        raise DataError(folder / "manifest.parquet", f"empty manifest: no images (is data/raw/{folder.name} empty?)")
+    boxes = _read_parquet(folder / "boxes.parquet") if (folder / "boxes.parquet").is_file() else None
+    masks = _read_parquet(folder / "masks.parquet") if (folder / "masks.parquet").is_file() else None
+    return ManifestDir(folder, info["source"], info["task"], Path(root or info["root"]), classes, images, boxes, masks)
+
+
+def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    if not path.is_file():
+        raise DataError(path, f"missing from the manifest folder; {MAKE_IT}")
+    try:
+        with open(path, "rb") as f:  # opened here, so the file shows as read (sys.audit) like every other input
+            return pq.read_table(f, columns=list(columns) if columns is not None else None)
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        raise DataError(path, f"malformed manifest file: {str(exc).splitlines()[0]}") from exc

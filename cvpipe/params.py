@@ -1,15 +1,22 @@
-"""``params.yaml``: read once, at an entry point, and passed down as plain arguments."""
+"""``params.yaml``: read once, at an entry point, checked, and passed down as plain arguments.
+
+Every check names the key (``validate.on_fail``, ``classification.datasets.fruits360.epochs``) and
+what would be valid, as a :class:`~cvpipe.errors.ParamsError`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cvpipe.errors import DataError
+from cvpipe.errors import DataError, ParamsError
 
 DEFAULT_PARAMS = Path("params.yaml")
+TASK_NAMES = ("classification", "detection", "segmentation")
+DATASET_KEYS = ("source", "task", "modes", "warn")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -27,9 +34,118 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
     return data
 
 
+def lookup(params: dict[str, Any], key: str, default: Any = ...) -> Any:
+    """The value at a dotted key (``train.device``); without a default, a missing key is an error."""
+    node: Any = params
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            if default is not ...:
+                return default
+            raise ParamsError(key, "missing")
+        node = node[part]
+    return node
+
+
+def mapping(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParamsError(key, f"must be a mapping of keys to values, not {type(value).__name__} {value!r}")
+    return value
+
+
+def check_keys(section: dict[str, Any], known: Iterable[str], key: str = "") -> None:
+    """An unknown key is an error that lists the known ones (a typo never silently does nothing)."""
+    known = list(known)
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ParamsError(f"{key}.{unknown[0]}" if key else unknown[0], f"unknown key; known keys: {', '.join(sorted(known))}")
+
+
+def number(value: Any, key: str, *, integer: bool = False, minimum: float | None = None, above: float | None = None,
+           below: float | None = None) -> int | float:
+    """A number of the right kind and range; ``"3"``, ``true`` or ``fast`` are named, never coerced."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        raise ParamsError(key, f"must be {kind}, not {value!r}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ParamsError(key, f"must be a finite number, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ParamsError(key, f"must be {kind} >= {minimum}, not {value!r}")
+    if above is not None and not value > above:
+        raise ParamsError(key, f"must be {kind} > {above}, not {value!r}")
+    if below is not None and not value < below:
+        raise ParamsError(key, f"must be {kind} < {below}, not {value!r}")
+    return value
+
+
+def choice(value: Any, key: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    if value not in choices:
+        raise ParamsError(key, f"is {value!r}; choose one of {', '.join(map(str, choices))}")
+    return value
+
+
+def flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ParamsError(key, f"must be true or false, not {value!r}")
+    return value
+
+
+def string_list(value: Any, key: str) -> list[str]:
+    """A YAML list of strings (``modes: [RGB]``); a bare string is an error, not a list of letters."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ParamsError(key, f"must be a list of strings such as [{value}], not {value!r}" if isinstance(value, str)
+                          else f"must be a list of strings, not {value!r}")
+    return value
+
+
+def dataset_spec(params: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """A dataset's entry under ``datasets`` (source, task, ...); an unlisted one names the listed ones."""
+    datasets = mapping(params.get("datasets"), "datasets")
+    if dataset not in datasets:
+        raise ParamsError("datasets", f"has no dataset {dataset!r}; listed: {', '.join(datasets) or 'none'}")
+    key = f"datasets.{dataset}"
+    spec = mapping(datasets[dataset], key)
+    check_keys(spec, DATASET_KEYS, key)
+    for field in ("source", "task"):
+        if not isinstance(spec.get(field), str):
+            raise ParamsError(f"{key}.{field}", "missing (every dataset names its source layout and its task)")
+    choice(spec["task"], f"{key}.task", TASK_NAMES)
+    return spec
+
+
 def dataset_task(params: dict[str, Any], dataset: str) -> str:
     """The task of a dataset listed under ``datasets``; an unlisted one is a clear error."""
-    spec = params.get("datasets", {}).get(dataset)
-    if spec is None:
-        raise ValueError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml")
-    return spec["task"]
+    return dataset_spec(params, dataset)["task"]
+
+
+def task_section(params: dict[str, Any], dataset: str) -> tuple[str, dict[str, Any]]:
+    """(task, training section) of a dataset: ``<task>.datasets.<dataset>`` in params.yaml."""
+    task = dataset_task(params, dataset)
+    sections = mapping(lookup(params, f"{task}.datasets", None), f"{task}.datasets")
+    if dataset not in sections:
+        raise ParamsError(f"{task}.datasets", f"has no section for dataset {dataset!r} (its task is {task}); "
+                                              f"sections: {', '.join(sections) or 'none'}")
+    return task, mapping(sections[dataset], f"{task}.datasets.{dataset}")
+
+
+def training_settings(params: dict[str, Any]) -> tuple[str, Path | None]:
+    """(device, cache folder) from the ``train`` section, shared by every task's train and evaluate."""
+    common = mapping(params.get("train"), "train")
+    check_keys(common, ("device", "cache_dir"), "train")
+    device = common.get("device", "auto")
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "mps") or device.startswith("cuda")):
+        raise ParamsError("train.device", f"is {device!r}; choose auto, cpu, cuda or cuda:N")
+    cache = common.get("cache_dir")
+    if cache is not None and not isinstance(cache, str):
+        raise ParamsError("train.cache_dir", f"must be a folder path or null, not {cache!r}")
+    return device, Path(cache) if cache else None
+
+
+def registry_settings(params: dict[str, Any]) -> tuple[float, float]:
+    """(margin, tolerance) of the promotion gate, from the ``registry`` section."""
+    section = mapping(params.get("registry"), "registry")
+    check_keys(section, ("margin", "tolerance"), "registry")
+    return (float(number(section.get("margin", 0.0), "registry.margin", minimum=0)),
+            float(number(section.get("tolerance", 0.05), "registry.tolerance", minimum=0)))

@@ -64,18 +64,31 @@ def git_commit(cwd: Path = Path(".")) -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def dvc_lineage(lock: Path, stage: str) -> dict[str, str]:
-    """The DVC hashes ``stage`` was run with, from ``dvc.lock``: each dependency's md5 and its params."""
+def dvc_lineage(lock: Path, dataset: str, stage: str = "stages.train") -> dict[str, str]:
+    """The DVC hashes the ``stage`` command of ``dataset`` ran with, from ``dvc.lock``: each data
+    dependency's md5, each output's md5 and the params (found by command, whatever the stage's name)."""
     if not lock.is_file():
         return {}
-    entry = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {}).get(stage)
+    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    entry = next((e for e in stages.values() if f"-m {stage} " in f"{e.get('cmd', '')} " and
+                  f"--dataset {dataset} " in f"{e.get('cmd', '')} "), None)
     if entry is None:
         return {}
-    tags = {f"dvc.dep.{d['path']}": d.get("md5", "") for d in entry.get("deps", []) if not d["path"].endswith(".py")}
+    tags = {f"dvc.dep.{d['path']}": d.get("md5", "") for d in entry.get("deps", []) if not d["path"].startswith(("cvpipe", "stages"))}
     tags |= {f"dvc.out.{o['path']}": o.get("md5", "") for o in entry.get("outs", [])}
     for file, values in (entry.get("params") or {}).items():
         tags[f"dvc.params.{file}"] = json.dumps(values, sort_keys=True)[:5000]
     return tags
+
+
+def alias_version(client, name: str, alias: str) -> str | None:
+    """The version of registered model ``name`` that holds ``alias``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 @dataclass(frozen=True)
@@ -84,18 +97,19 @@ class Decision:
     reason: str
 
 
-def promotion_decision(new_f1: float, new_per_class: dict[str, float], champion_f1: float | None,
-                       champion_per_class: dict[str, float] | None, margin: float, tolerance: float) -> Decision:
-    """The gate: beat the champion's macro-F1 by more than ``margin`` with no class's F1 dropping more
-    than ``tolerance``. A tie never replaces the champion."""
-    if champion_f1 is None:
-        return Decision(True, f"no champion yet; macro-F1 {new_f1:.4f}")
-    drops = {c: champion_per_class[c] - f for c, f in new_per_class.items() if c in (champion_per_class or {})}
+def promotion_decision(new: float, new_per_group: dict[str, float], champion: float | None,
+                       champion_per_group: dict[str, float] | None, margin: float, tolerance: float,
+                       metric: str = "macro-F1", group: str = "class") -> Decision:
+    """The gate, for any task: beat the champion's ``metric`` by more than ``margin`` with no group's
+    score (per class, per image type) dropping more than ``tolerance``. A tie never replaces the champion."""
+    if champion is None:
+        return Decision(True, f"no champion yet; {metric} {new:.4f}")
+    drops = {g: champion_per_group[g] - v for g, v in new_per_group.items() if g in (champion_per_group or {})}
     worst = max(drops.items(), key=lambda kv: kv[1], default=(None, 0.0))
-    if not new_f1 > champion_f1 + margin:
-        return Decision(False, f"macro-F1 {new_f1:.4f} does not beat the champion's {champion_f1:.4f} by more than the margin {margin}")
+    if not new > champion + margin:
+        return Decision(False, f"{metric} {new:.4f} does not beat the champion's {champion:.4f} by more than the margin {margin}")
     if worst[1] > tolerance:
-        return Decision(False, f"F1 of {worst[0]!r} drops by {worst[1]:.4f} (tolerance {tolerance}) although macro-F1 "
-                                f"rises from {champion_f1:.4f} to {new_f1:.4f}")
-    return Decision(True, f"macro-F1 {new_f1:.4f} beats the champion's {champion_f1:.4f} by more than {margin}; "
-                          f"no class drops more than {tolerance}")
+        return Decision(False, f"{metric} of {group} {worst[0]!r} drops by {worst[1]:.4f} (tolerance {tolerance}) although "
+                               f"{metric} rises from {champion:.4f} to {new:.4f}")
+    return Decision(True, f"{metric} {new:.4f} beats the champion's {champion:.4f} by more than {margin}; "
+                          f"no {group} drops more than {tolerance}")

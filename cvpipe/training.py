@@ -18,13 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from cvpipe.errors import TrainingError
 from cvpipe.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, an unusable checkpoint): says what and what to try."""
 
 
 def pick_device(requested: str = "auto") -> torch.device:

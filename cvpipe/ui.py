@@ -1,15 +1,12 @@
-"""``make ui``: the MLflow UI and the Prefect UI, on 127.0.0.1 unless told otherwise, until Ctrl-C.
+"""The MLflow and Prefect servers on 127.0.0.1 (unless told otherwise): started, waited for, stopped.
 
-    python -m cvpipe.ui [--host 127.0.0.1] [--mlflow-port 5000] [--prefect-port 4200]
-
-The MLflow UI reads the project's store (``mlruns/mlflow.db``, artifacts under ``mlruns/artifacts``)
-or ``MLFLOW_TRACKING_URI``. Both servers are waited for until they answer, then their addresses are
-printed; stopping this process stops both.
+``make ui`` (:mod:`flows.ui`) and ``make serve`` (:mod:`flows.deploy`) use these. The MLflow server
+reads the project's store (``mlruns/mlflow.db``, artifacts under ``mlruns/artifacts``) or
+``MLFLOW_TRACKING_URI``; Prefect's keeps its database under ``PREFECT_HOME``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -35,25 +32,32 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"nothing answered on {url} within {timeout:.0f} s")
 
 
-def start(host: str, mlflow_port: int, prefect_port: int, timeout: float = 120) -> list[subprocess.Popen]:
-    """Both servers, started and answering; the caller stops them."""
-    bin_dir = Path(sys.executable).parent
-    store = tracking_uri(DEFAULT_ROOT)
-    mlflow_cmd = [str(bin_dir / "mlflow"), "server", "--backend-store-uri", store, "--host", host, "--port", str(mlflow_port)]
-    if store.startswith("sqlite:"):
-        mlflow_cmd += ["--default-artifact-root", (DEFAULT_ROOT / "artifacts").resolve().as_uri()]
-    env = {**os.environ, "PREFECT_UI_API_URL": f"http://{host}:{prefect_port}/api"}
-    procs = [
-        subprocess.Popen(mlflow_cmd, start_new_session=True),
-        subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", host, "--port", str(prefect_port)], env=env, start_new_session=True),
-    ]
+def _started(cmd: list[str], health: str, timeout: float, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
-        wait_until_up(f"http://{host}:{mlflow_port}/health", procs[0], timeout)
-        wait_until_up(f"http://{host}:{prefect_port}/api/health", procs[1], timeout)
+        wait_until_up(health, proc, timeout)
     except BaseException:
-        stop(procs)
+        stop([proc])
         raise
-    return procs
+    return proc
+
+
+def start_mlflow(host: str, port: int, timeout: float = 120) -> subprocess.Popen:
+    """``mlflow server`` on the project's store, answering on ``host:port``."""
+    store = tracking_uri(DEFAULT_ROOT)
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store, "--host", host, "--port", str(port)]
+    if store.startswith("sqlite:"):
+        cmd += ["--default-artifact-root", (DEFAULT_ROOT / "artifacts").resolve().as_uri()]
+    return _started(cmd, f"http://{host}:{port}/health", timeout)
+
+
+def start_prefect(host: str, port: int, timeout: float = 120) -> subprocess.Popen:
+    """``prefect server start`` answering on ``host:port`` (no analytics calls)."""
+    env = {**os.environ, "PREFECT_UI_API_URL": f"http://{host}:{port}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_CLI_PROMPT": "false"}
+    env.pop("PREFECT_API_URL", None)
+    cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", host, "--port", str(port)]
+    return _started(cmd, f"http://{host}:{port}/api/health", timeout, env)
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
@@ -65,31 +69,13 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cvpipe.ui", description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--mlflow-port", type=int, default=5000)
-    parser.add_argument("--prefect-port", type=int, default=4200)
-    args = parser.parse_args(argv)
-    try:
-        procs = start(args.host, args.mlflow_port, args.prefect_port)
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"MLflow UI:  http://{args.host}:{args.mlflow_port}", flush=True)
-    print(f"Prefect UI: http://{args.host}:{args.prefect_port}", flush=True)
-    print("Ctrl-C stops both.", flush=True)
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop(procs)
-    return 0
+def interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP end this process as Ctrl-C does, so the servers it started stop with it."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)

@@ -17,12 +17,15 @@ import logging
 import sys
 from pathlib import Path
 
+from cvpipe import cli
 from cvpipe.classmap import ClassMap
 from cvpipe.datasets.voc import read_class_list
 from cvpipe.detection import dataset as det
 from cvpipe.detection.tfrecord import write_tfrecords
 from cvpipe.detection.yolo import write_yolo
-from cvpipe.errors import DataError
+from cvpipe.errors import DataError, UsageError
+from cvpipe.io import write_json
+from cvpipe.manifest import read_manifest_dir
 from cvpipe.segmentation.dsb import masks_to_rle, rle_to_masks
 
 log = logging.getLogger(__name__)
@@ -60,12 +63,9 @@ def load_detection(
     ``sizes=False``: image sizes are left for the writer to take from the bytes it reads anyway.
     """
     if manifest_dir is not None:
-        info = json.loads((manifest_dir / "dataset.json").read_text(encoding="utf-8"))
-        if info["source"] != source:
-            raise DataError(manifest_dir / "dataset.json", f"source is {info['source']!r}, not {source!r}")
-        return det.from_manifest(manifest_dir)
+        return det.from_manifest(read_manifest_dir(manifest_dir, source=source, allow_empty=True))
     if annotations is None or images is None:
-        raise ValueError("give --annotations and --images, or --manifest-dir")
+        raise UsageError("give --annotations and --images, or --manifest-dir")
     if source == "coco":
         return det.from_coco(annotations, images, load_classes(classes) if classes else None, cls91to80, workers, sizes)
     if source == "voc":
@@ -88,14 +88,14 @@ def run(
 ) -> dict:
     """Convert; returns the counts (also written to ``conversion.json`` for detection outputs)."""
     if kind not in KINDS:
-        raise ValueError(f"unknown conversion {kind!r}; choose one of {list(KINDS)}")
+        raise UsageError(f"unknown conversion {kind!r}; choose one of {list(KINDS)}")
     if kind == "dsb-masks":
         return rle_to_masks(annotations, images, out, workers)
     if kind == "dsb-rle":
         return masks_to_rle(images, out, workers)
     source, target = DETECTION[kind]
     if cls91to80 and source != "coco":
-        raise ValueError("--cls91to80 applies to COCO only")
+        raise UsageError("--cls91to80 applies to COCO only")
     with det.no_gc():  # many small objects and no cycles: the collector's passes are pure cost here
         dset = load_detection(source, annotations, images, manifest_dir, classes, cls91to80, workers, sizes=target == "yolo")
         det.assign_splits(dset, val_fraction)
@@ -104,7 +104,7 @@ def run(
         return write_tfrecords(dset, out, shards, drop_difficult)
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.convert", description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--annotations", type=Path, help="XML folder, COCO JSON, annotation.txt, or DSB labels CSV")
@@ -124,23 +124,23 @@ def main(argv: list[str] | None = None) -> int:
         help="threads for file I/O (default 1: the work is CPU-bound Python; more helps on a slow, cold disk)",
     )
     parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        report = run(args.kind, args.out, args.annotations, args.images, args.manifest_dir, args.classes,
-                     args.val_fraction, args.shards, args.drop_difficult, args.cls91to80, args.workers)
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return parser
+
+
+def execute(args: argparse.Namespace) -> dict:
+    report = run(args.kind, args.out, args.annotations, args.images, args.manifest_dir, args.classes,
+                 args.val_fraction, args.shards, args.drop_difficult, args.cls91to80, args.workers)
     counts = {k: v for k, v in report.items() if k != "dropped"}
     if args.metrics:
-        from cvpipe.io import write_json
-
         write_json(args.metrics, counts)
     log.info("%s -> %s: %s", args.kind, args.out, json.dumps(counts, sort_keys=True))
     for d in report.get("dropped", [])[:10]:
         log.warning("dropped %s: %s %s", d["annotation"], d["reason"], d["box"])
-    return 0
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(get_args_parser(), execute, argv)
 
 
 if __name__ == "__main__":

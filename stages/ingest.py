@@ -12,8 +12,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cvpipe import cli
 from cvpipe.datasets import SOURCES, reader_for
-from cvpipe.errors import DataError
+from cvpipe.errors import ParamsError
 from cvpipe.io import write_json
 from cvpipe.manifest import (
     BOX_SCHEMA,
@@ -58,7 +59,7 @@ def run(
     tables (``annotation_error`` / ``error`` columns) for the data gate to report or quarantine.
     """
     if on_bad_annotation not in BAD_ANNOTATION_POLICIES:
-        raise ValueError(f"on_bad_annotation is {on_bad_annotation!r}; choose one of {BAD_ANNOTATION_POLICIES}")
+        raise ParamsError("ingest.on_bad_annotation", f"is {on_bad_annotation!r}; choose one of {list(BAD_ANNOTATION_POLICIES)}")
     options: dict = {"strict": on_bad_annotation == "stop"} if source in ("coco", "voc", "simpsons") else {}
     if source == "voc":
         options["classes_file"] = classes_file
@@ -99,7 +100,7 @@ def run(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, choices=SOURCES, help="native layout of the dataset")
     parser.add_argument("--root", required=True, type=Path, help="dataset folder as downloaded")
@@ -111,25 +112,23 @@ def main(argv: list[str] | None = None) -> int:
         "--on-bad-annotation", choices=BAD_ANNOTATION_POLICIES, default="stop",
         help="stop at a malformed annotation (default), or record it for the data gate",
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        result = run(args.source, args.root, args.out, args.classes, args.workers, args.on_bad_annotation)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return parser
+
+
+def execute(args: argparse.Namespace) -> IngestResult:
+    result = run(args.source, args.root, args.out, args.classes, args.workers, args.on_bad_annotation)
     if args.metrics:
         write_json(args.metrics, asdict(result))
     box_or_mask = f", {result.boxes} boxes" if result.boxes is not None else ""
     box_or_mask += f", {result.masks} masks" if result.masks is not None else ""
-    log.info(
-        "%s: %d images%s, %d classes -> %s", args.source, result.images, box_or_mask, result.classes, args.out
-    )
+    log.info("%s: %d images%s, %d classes -> %s", args.source, result.images, box_or_mask, result.classes, args.out)
     if result.unreadable_images:
-        log.warning(
-            "%d images could not be located or read; see the *_error columns of the manifest", result.unreadable_images
-        )
-    return 0
+        log.warning("%d images could not be located or read; see the *_error columns of the manifest", result.unreadable_images)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(get_args_parser(), execute, argv)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,19 @@ import logging
 import sys
 from pathlib import Path
 
-from cvpipe.params import load_params
-from cvpipe.samples import generate
+from cvpipe import cli
+from cvpipe.params import dataset_spec, load_params, lookup, mapping, number
+from cvpipe.errors import ParamsError
+from cvpipe.samples import SAMPLE_SOURCES, generate
 
 log = logging.getLogger(__name__)
 
 
 def run(datasets: dict[str, str], out: Path, seed: int = 0, force: bool = False) -> list[str]:
     """Write each ``name -> source`` sample to ``out/<name>`` unless it is there; return those written."""
+    for name, source in datasets.items():
+        if source not in SAMPLE_SOURCES:
+            raise ParamsError(f"datasets.{name}.source", f"is {source!r}; sample data exists for {', '.join(SAMPLE_SOURCES)}")
     written = []
     for name, source in datasets.items():
         target = out / name
@@ -30,19 +35,25 @@ def run(datasets: dict[str, str], out: Path, seed: int = 0, force: bool = False)
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    params = load_params()
-    all_datasets = {name: d["source"] for name, d in params["datasets"].items()}
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.samples", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
-    parser.add_argument("--dataset", action="append", choices=sorted(all_datasets), help="default: all")
-    parser.add_argument("--seed", type=int, default=params["samples"]["seed"])
+    parser.add_argument("--dataset", action="append", help="a dataset under `datasets` in params.yaml (repeatable); default: all")
+    parser.add_argument("--seed", type=int, help="default: samples.seed in params.yaml")
     parser.add_argument("--force", action="store_true", help="regenerate datasets already present")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    chosen = {n: all_datasets[n] for n in (args.dataset or all_datasets)}
-    run(chosen, args.out, args.seed, args.force)
-    return 0
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    return parser
+
+
+def execute(args: argparse.Namespace) -> list[str]:
+    params = load_params(args.params)
+    chosen = {name: dataset_spec(params, name)["source"] for name in (args.dataset or mapping(params.get("datasets"), "datasets"))}
+    seed = args.seed if args.seed is not None else number(lookup(params, "samples.seed", 0), "samples.seed", integer=True)
+    return run(chosen, args.out, seed, args.force)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(get_args_parser(), execute, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import logging
 import shutil
 import sys
@@ -21,13 +20,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from cvpipe.errors import DataError
+from cvpipe import cli
+from cvpipe.errors import DataError, GateFailed, ParamsError
 from cvpipe.gate import CheckResult, GateConfig, build_frames, quarantine, run_checks
 from cvpipe.io import write_json, write_text
-from cvpipe.manifest import BOX_SCHEMA, MANIFEST_SCHEMA, MASK_SCHEMA, write_table
-from cvpipe.params import load_params
+from cvpipe.manifest import BOX_SCHEMA, MANIFEST_SCHEMA, MASK_SCHEMA, ManifestDir, read_manifest_dir, write_table
+from cvpipe.params import check_keys, choice, dataset_spec, load_params, mapping, number, string_list
 
 log = logging.getLogger(__name__)
 TASKS = ("classification", "detection", "segmentation")
@@ -68,17 +67,16 @@ def run(
 ) -> tuple[ValidateResult, list[CheckResult]]:
     """Run every check; write the report (Data Docs + summary.json) and, unless stopped, the clean tables."""
     if on_fail not in ON_FAIL:
-        raise ValueError(f"on_fail is {on_fail!r}; choose one of {ON_FAIL}")
-    dataset = _dataset_info(manifest_dir)
-    if dataset["task"] != cfg.task:
-        raise DataError(manifest_dir / "dataset.json", f"task is {dataset['task']!r}, validated as {cfg.task!r}")
+        raise ParamsError("validate.on_fail", f"is {on_fail!r}; choose one of {list(ON_FAIL)}")
+    manifest = read_manifest_dir(manifest_dir, root=root, allow_empty=True)
+    if manifest.task != cfg.task:
+        raise DataError(manifest.file("dataset.json"), f"task is {manifest.task!r}, validated as {cfg.task!r}")
     name = name or manifest_dir.name
-    root = root or Path(dataset["root"])
 
     report.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{report.name}.", dir=report.parent) as tmp:
         staging = Path(tmp) / report.name
-        frames = build_frames(manifest_dir, root, cfg, cache, workers)
+        frames = build_frames(manifest, cfg, cache, workers)
         results = run_checks(cfg, frames, staging / "data_docs", name)
         failed = [r for r in results if not r.passed and r.blocking]
         q = quarantine(results) if on_fail == "quarantine" else None
@@ -105,28 +103,18 @@ def run(
         if out.exists():
             shutil.rmtree(out)  # a stopped gate leaves nothing downstream could mistake for clean data
         if passed:
-            _write_clean(manifest_dir, out, q)
+            _write_clean(manifest, out, q)
     return result, results
 
 
-def _dataset_info(manifest_dir: Path) -> dict:
-    path = manifest_dir / "dataset.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "not found: run stages.ingest on the dataset first") from None
-    except ValueError as exc:
-        raise DataError(path, f"malformed JSON: {exc}") from exc
-
-
-def _write_clean(manifest_dir: Path, out: Path, q) -> None:
+def _write_clean(manifest: ManifestDir, out: Path, q) -> None:
     """The manifest tables without quarantined images (all of them when nothing is quarantined)."""
     drop = sorted(q.images) if q is not None else []
-    tables = [("manifest.parquet", MANIFEST_SCHEMA), ("boxes.parquet", BOX_SCHEMA), ("masks.parquet", MASK_SCHEMA)]
-    for filename, schema in tables:
-        if not (manifest_dir / filename).is_file():
+    tables = [("manifest.parquet", MANIFEST_SCHEMA, manifest.images), ("boxes.parquet", BOX_SCHEMA, manifest.boxes),
+              ("masks.parquet", MASK_SCHEMA, manifest.masks)]
+    for filename, schema, table in tables:
+        if table is None:
             continue
-        table = pq.read_table(manifest_dir / filename)
         keep = pc.invert(pc.is_in(table["path"], value_set=_strings(drop)))
         keep = pc.fill_null(keep, True)
         if filename == "boxes.parquet" and q is not None and q.box_rows:
@@ -135,7 +123,7 @@ def _write_clean(manifest_dir: Path, out: Path, q) -> None:
             keep = pc.and_(keep, pc.invert(pc.is_in(key, value_set=_strings(dropped))))
         write_table(table.filter(keep).to_pylist(), schema, out / filename)
     for filename in ("classes.json", "dataset.json"):
-        shutil.copyfile(manifest_dir / filename, out / filename)
+        shutil.copyfile(manifest.file(filename), out / filename)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["file", "image", "expectation", "reason"], lineterminator="\n")
     writer.writeheader()
@@ -169,24 +157,44 @@ def format_summary(result: ValidateResult, results: list[CheckResult], report: P
     return "\n".join(lines)
 
 
+VALIDATE_KEYS = ("on_fail", "modes", "min_width", "min_height", "min_images_per_class", "max_imbalance_ratio",
+                 "box_tolerance", "warn", "cache", "workers")
+
+
 def config_from_params(params: dict, dataset: str, task: str, source: str) -> GateConfig:
     """GateConfig for one dataset from the ``validate`` and ``datasets`` sections of params.yaml."""
-    v = params.get("validate", {})
-    d = params.get("datasets", {}).get(dataset, {})
+    v = mapping(params.get("validate"), "validate")
+    check_keys(v, VALIDATE_KEYS, "validate")
+    # a manifest folder validated on its own (not a dataset of params.yaml) gets the section's defaults
+    d = dataset_spec(params, dataset) if dataset in mapping(params.get("datasets"), "datasets") else {}
+    modes_key = f"datasets.{dataset}.modes" if "modes" in d else "validate.modes"
     return GateConfig(
         task=task,
         source=source,
-        modes=tuple(d.get("modes", v.get("modes", ["RGB"]))),
-        min_width=int(v.get("min_width", 16)),
-        min_height=int(v.get("min_height", 16)),
-        min_images_per_class=int(v.get("min_images_per_class", 5)),
-        max_imbalance_ratio=float(v.get("max_imbalance_ratio", 20)),
-        box_tolerance=float(v.get("box_tolerance", 1.0)),
-        warn=frozenset(v.get("warn", [])) | frozenset(d.get("warn", [])),
+        modes=tuple(string_list(d.get("modes", v.get("modes", ["RGB"])), modes_key)),
+        min_width=number(v.get("min_width", 16), "validate.min_width", integer=True, minimum=1),
+        min_height=number(v.get("min_height", 16), "validate.min_height", integer=True, minimum=1),
+        min_images_per_class=number(v.get("min_images_per_class", 5), "validate.min_images_per_class", integer=True, minimum=0),
+        max_imbalance_ratio=float(number(v.get("max_imbalance_ratio", 20), "validate.max_imbalance_ratio", minimum=1)),
+        box_tolerance=float(number(v.get("box_tolerance", 1.0), "validate.box_tolerance", minimum=0)),
+        warn=frozenset(string_list(v.get("warn", []), "validate.warn")) | frozenset(string_list(d.get("warn", []), f"datasets.{dataset}.warn")),
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def settings(params: dict) -> tuple[str, Path | None, int | None]:
+    """(on_fail, decode cache, workers) from the ``validate`` section."""
+    v = mapping(params.get("validate"), "validate")
+    on_fail = choice(v.get("on_fail", "stop"), "validate.on_fail", ON_FAIL)
+    cache = v.get("cache")
+    if cache is not None and not isinstance(cache, str):
+        raise ParamsError("validate.cache", f"must be a file path or null, not {cache!r}")
+    workers = v.get("workers")
+    if workers is not None:
+        number(workers, "validate.workers", integer=True, minimum=1)
+    return on_fail, Path(cache) if cache else None, workers
+
+
+def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.validate", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest-dir", required=True, type=Path, help="output folder of stages.ingest")
     parser.add_argument("--task", required=True, choices=TASKS)
@@ -196,26 +204,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, help="dataset root (default: the one recorded by ingest)")
     parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return parser
+
+
+def execute(args: argparse.Namespace) -> ValidateResult:
+    """The gate as the command line asks; a blocking failure raises :class:`GateFailed` with the summary."""
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     name = args.dataset or args.manifest_dir.name
-    try:
-        params = load_params(args.params)
-        source = _dataset_info(args.manifest_dir)["source"]
-        cfg = config_from_params(params, name, args.task, source)
-        v = params.get("validate", {})
-        cache = Path(v["cache"]) if v.get("cache") else None
-        result, results = run(
-            args.manifest_dir, cfg, args.report, args.out, v.get("on_fail", "stop"), args.root, cache, v.get("workers"), name
-        )
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    params = load_params(args.params)
+    if args.dataset is not None:
+        dataset_spec(params, args.dataset)  # named, so it must be listed
+    on_fail, cache, workers = settings(params)
+    source = read_manifest_dir(args.manifest_dir, root=args.root, allow_empty=True).source
+    cfg = config_from_params(params, name, args.task, source)
+    result, results = run(args.manifest_dir, cfg, args.report, args.out, on_fail, args.root, cache, workers, name)
     if args.metrics:
         write_json(args.metrics, result.metrics())
-    print(format_summary(result, results, args.report), file=sys.stderr if not result.passed else sys.stdout)
-    return 0 if result.passed else 1
+    summary = format_summary(result, results, args.report)
+    if not result.passed:
+        raise GateFailed(summary)
+    print(summary)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(get_args_parser(), execute, argv)
 
 
 if __name__ == "__main__":

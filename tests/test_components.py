@@ -25,28 +25,6 @@ def clean_env(tmp_path, **extra) -> dict[str, str]:
     return env
 
 
-def test_prefect_flow_runs_on_the_temporary_local_server(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "datasets:\n  fruits:\n    source: fruits360\n    task: classification\nsamples:\n  seed: 0\n"
-        "ingest:\n  workers: 2\n  on_bad_annotation: record\nvalidate:\n  on_fail: stop\n"
-    )
-    out = {k: str(tmp_path / k) for k in ("raw", "manifests", "validated", "reports")}
-    code = (
-        "import json; from pathlib import Path; from flows.data import data; "
-        f"r = data(params_file=Path({str(params)!r}), **{{k: Path(v) for k, v in {out!r}.items()}}); "
-        "print('RESULT=' + json.dumps(r))"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=clean_env(tmp_path),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Starting temporary server" in proc.stdout + proc.stderr
-    result = json.loads(proc.stdout.split("RESULT=")[1])
-    assert result["fruits"]["images"] == 160 and result["fruits"]["passed"] == 1
-    assert (tmp_path / "validated" / "fruits" / "manifest.parquet").is_file()
-    assert (tmp_path / "reports" / "fruits" / "data_docs" / "index.html").is_file()
-
-
 def test_mlflow_sqlite_store_registers_and_serves_a_model(tmp_path, monkeypatch):
     import mlflow
     from mlflow import MlflowClient
@@ -106,7 +84,7 @@ def test_ultralytics_model_built_from_yaml_runs_offline():
     assert np.isfinite(preds.numpy()).all()
 
 
-def test_make_ui_starts_both_servers_on_loopback_and_stops_them(tmp_path):
+def test_make_ui_starts_both_servers_on_loopback_shows_the_deployments_and_stops_them(tmp_path):
     import socket
     import urllib.request
 
@@ -116,7 +94,8 @@ def test_make_ui_starts_both_servers_on_loopback_and_stops_them(tmp_path):
             return s.getsockname()[1]
 
     mlflow_port, prefect_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cvpipe.ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port)],
+    proc = subprocess.Popen([sys.executable, "-m", "flows.ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port),
+                             "--params", str(REPO / "params.yaml")],
                             cwd=tmp_path, env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []  # the servers' own banners come first; the addresses are printed once both answer
@@ -129,8 +108,17 @@ def test_make_ui_starts_both_servers_on_loopback_and_stops_them(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{prefect_port}/api/health", timeout=10) as r:
             assert r.read() == b"true"
         assert (tmp_path / "mlruns" / "mlflow.db").is_file()  # the project's default store
+        # the scheduled deployments of params.yaml, with their crons, are in the Prefect UI's API
+        request = urllib.request.Request(f"http://127.0.0.1:{prefect_port}/api/deployments/filter", data=b"{}",
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            deployments = {d["name"]: d for d in json.loads(r.read())}
+        assert {"pipeline-nightly", "data-gate-hourly"} <= set(deployments), lines[-20:]
+        assert [s["schedule"]["cron"] for s in deployments["pipeline-nightly"]["schedules"]] == ["0 3 * * *"]
+        assert deployments["data-gate-hourly"]["parameters"]["stages"] == ["ingest", "validate"]
+        assert "datasets" in deployments["pipeline-nightly"]["parameter_openapi_schema"]["properties"]  # the UI's form
     finally:
-        proc.send_signal(__import__("signal").SIGINT)
+        proc.send_signal(__import__("signal").SIGTERM)  # as Ctrl-C: both servers stop with it
         proc.wait(timeout=60)
     for port in (mlflow_port, prefect_port):  # both servers are gone with it
         with pytest.raises(OSError):

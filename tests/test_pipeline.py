@@ -55,8 +55,16 @@ def test_samples_regenerate_exactly_the_versioned_data(checkout):
     assert "up to date" in sh(checkout, "dvc", "status", *(d + ".dvc" for d in datasets)).stdout
 
 
-def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout):
-    first = sh(checkout, "dvc", "repro")
+@pytest.fixture(scope="module")
+def repro(checkout, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """The first `dvc repro` of the fresh clone, with every stage process tracing what it reads."""
+    trace = tmp_path_factory.mktemp("trace")
+    first = sh(checkout, "dvc", "repro", env={"PYTHONPATH": str(REPO / "tests" / "trace"), "CVPIPE_TRACE": str(trace)})
+    return first, trace
+
+
+def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout, repro):
+    first, _ = repro
     assert "Running stage 'ingest@coco'" in first.stdout
     metrics = json.loads((checkout / "reports/ingest/coco.json").read_text())
     assert metrics["images"] == 64 and metrics["classes"] == 4
@@ -84,7 +92,7 @@ def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout):
         assert "data/validated" not in diff and "data/manifests" not in diff and "data/yolo" not in diff
 
 
-def test_registered_champion_has_lineage_and_predicts_class_names(checkout):
+def test_registered_champion_has_lineage_and_predicts_class_names(checkout, repro):
     script = """
 import json, mlflow, numpy as np
 from mlflow import MlflowClient
@@ -103,23 +111,111 @@ print(json.dumps({"tags": v.tags, "accuracy": float(np.mean([p == t for p, t in 
     out = json.loads(sh(checkout, "python", "-c", script).stdout.strip().splitlines()[-1])
     tags = out["tags"]
     assert tags["promotion.decision"] == "champion" and len(tags["git.commit"]) >= 40
-    assert tags["dvc.dep.data/validated/simpsons"].endswith(".dir") and "train.datasets.simpsons" in tags["dvc.params.params.yaml"]
+    assert tags["dvc.dep.data/validated/simpsons"].endswith(".dir") and "classification.datasets.simpsons" in tags["dvc.params.params.yaml"]
     lock = (checkout / "dvc.lock").read_text()
     assert tags["dvc.out.models/simpsons"] in lock
     assert out["accuracy"] >= 0.9 and "evaluation/misclassified.png" in out["artifacts"]
 
 
-def test_prefect_flow_gives_the_same_metrics_as_dvc_repro(checkout):
-    (checkout / "flow").mkdir()
-    sh(checkout, "python", "-c", "from pathlib import Path; from flows.classification import classification; "
-       "classification(datasets=['fruits360'], models=Path('flow/models'), reports=Path('flow/reports'))",
-       env={"MLFLOW_TRACKING_URI": f"sqlite:///{checkout / 'flow' / 'mlflow.db'}"})
-    ours = json.loads((checkout / "flow/reports/evaluate/fruits360/metrics.json").read_text())
-    assert ours == json.loads((checkout / "reports/evaluate/fruits360/metrics.json").read_text())
-    assert (checkout / "flow/models/fruits360/model.pt").read_bytes() == (checkout / "models/fruits360/model.pt").read_bytes()
+def test_every_file_a_stage_reads_and_every_module_it_imports_is_a_declared_dependency(checkout, repro):
+    """What each stage process really read and imported under `dvc repro` (tests/trace/sitecustomize.py),
+    against its deps in dvc.yaml: a missing one would leave a stale cached result after a change."""
+    from cvpipe.pipeline import resolve, within
+
+    _, trace = repro
+    specs = {tuple(s.argv[1:]): s for s in resolve(checkout) if s.module}
+    exempt = (".venv/", ".git/", ".dvc/", ".cache/", "mlruns/", ".prefect/")
+    seen, problems = set(), []
+    for log in trace.glob("*.json"):
+        record = json.loads(log.read_text())
+        spec = specs.get(tuple(record["argv"][1:]))
+        if spec is None:
+            continue
+        seen.add(spec.name)
+        for path in record["reads"] + [m for m in record["modules"] if m.startswith(str(checkout))]:
+            if not path.startswith(str(checkout) + os.sep) or "__pycache__" in path or not os.path.exists(path):
+                continue  # outside the project, compiled code, or a temporary file of the stage's own
+            rel = os.path.relpath(path, checkout)
+            if rel.startswith(exempt) or rel in ("dvc.yaml", "dvc.lock", "params.yaml"):
+                continue  # tools' own folders, DVC's own files (params are declared by key)
+            if not any(within(rel, d) for d in spec.deps) and not any(within(rel, o) or within(o, rel) for o in spec.outs):
+                problems.append(f"{spec.name} reads {rel}")
+    assert len(seen) >= 20, sorted(seen)  # every stage of the clean run left its trace
+    assert not problems, sorted(set(problems))[:20]
 
 
-def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_promoted(checkout):
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(port: int, path: str, body: dict | None = None):
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/{path}", data=json.dumps(body or {}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the_metrics_of_dvc_repro(checkout, repro, tmp_path):
+    """`make serve` (python -m flows.deploy --serve) starts a Prefect server on loopback, registers the
+    deployments of params.yaml's schedules and serves them; `prefect deployment run` of the pipeline
+    deployment completes with the metrics `dvc repro` wrote."""
+    import signal
+    import time
+
+    port = free_port()
+    expected = (checkout / "reports/evaluate/fruits360/metrics.json").read_text()
+    model = (checkout / "models/fruits360/model.pt").read_bytes()
+    env = {"PREFECT_HOME": str(tmp_path / "prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
+    nothing = sh(checkout, "python", "-m", "flows.deploy", "--port", str(port), env=env, check=False)
+    assert nothing.returncode == 1 and f"nothing answers on 127.0.0.1:{port}" in nothing.stderr  # make deploy needs a server
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_"))}
+    serve = subprocess.Popen([str(BIN / "python"), "-m", "flows.deploy", "--serve", "--port", str(port)], cwd=checkout,
+                             env={**clean, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        deployments: dict = {}
+        while time.monotonic() < deadline and len(deployments) < 2:
+            time.sleep(1)
+            try:
+                deployments = {d["name"]: d for d in api(port, "deployments/filter")}
+            except OSError:
+                continue
+        assert set(deployments) == {"pipeline-nightly", "data-gate-hourly"}
+        nightly, hourly = deployments["pipeline-nightly"], deployments["data-gate-hourly"]
+        assert [x["schedule"]["cron"] for x in nightly["schedules"]] == ["0 3 * * *"]
+        assert [x["schedule"]["cron"] for x in hourly["schedules"]] == ["0 * * * *"]
+        assert hourly["parameters"] == {"params_file": "params.yaml", "stages": ["ingest", "validate"]}
+        assert {"datasets", "stages", "params_file", "refresh"} <= set(nightly["parameter_openapi_schema"]["properties"])
+        # the server's scheduler puts the next nightly runs on the calendar (it does not with SQLAlchemy 2.1)
+        while time.monotonic() < deadline:
+            runs = api(port, "flow_runs/filter", {"deployments": {"id": {"any_": [nightly["id"]]}}})
+            if any(r["state_type"] == "SCHEDULED" for r in runs):
+                break
+            time.sleep(1)
+        assert any(r["expected_start_time"][11:16] == "03:00" for r in runs), runs[:3]
+
+        started = sh(checkout, "prefect", "deployment", "run", "pipeline/pipeline-nightly", "--param", 'datasets=["fruits360"]',
+                     "--watch", "--watch-timeout", "500", env={**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"})
+        assert "Completed" in started.stdout, started.stdout[-2000:]
+        assert (checkout / "reports/evaluate/fruits360/metrics.json").read_text() == expected
+        assert (checkout / "models/fruits360/model.pt").read_bytes() == model
+    finally:
+        serve.send_signal(signal.SIGINT)  # as Ctrl-C: the runner pauses the schedules, the server stops
+        output = serve.communicate(timeout=120)[0]
+    assert serve.returncode in (0, 130), output[-3000:]
+    with pytest.raises(OSError):
+        api(port, "health")
+
+
+def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_promoted(checkout, repro):
     params = checkout / "params.yaml"
     original = params.read_text()
     start = original.index("    fruits360:\n      architecture")
@@ -130,7 +226,7 @@ def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_p
         assert ran == ["evaluate@fruits360", "register@fruits360", "train@fruits360"]
         outcome = json.loads((checkout / "reports/register/fruits360.json").read_text())
         assert outcome["alias"] == "challenger" and outcome["champion_version"] == "1"
-        assert outcome["macro_f1"] < outcome["champion_macro_f1"]
+        assert outcome["score"] < outcome["champion_score"]
     finally:
         params.write_text(original)
 

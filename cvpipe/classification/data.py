@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -24,7 +23,7 @@ from PIL import Image
 from cvpipe.classmap import ClassMap
 from cvpipe.errors import DataError
 from cvpipe.io import atomic_path
-from cvpipe.manifest import parallel_map
+from cvpipe.manifest import parallel_map, read_manifest_dir
 from cvpipe.pil import open_image
 from cvpipe.splits import check_fraction, unit_hash
 
@@ -63,15 +62,10 @@ def load_table(manifest_dir: Path, val_fraction: float = 0.2, root: Path | None 
     val (early stopping and checkpoints watch it), and test stays untouched for evaluation.
     """
     check_fraction(val_fraction)
-    info_path = manifest_dir / "dataset.json"
-    if not info_path.is_file():
-        raise DataError(manifest_dir, "not a manifest folder (no dataset.json); run the ingest and validate stages first")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    if info.get("task") != "classification":
-        raise DataError(info_path, f"task is {info.get('task')!r}, not 'classification'")
-    root = root or Path(info["root"])
-    classes = ClassMap.load(manifest_dir / "classes.json")
-    rows = pq.read_table(manifest_dir / "manifest.parquet", columns=["path", "split", "label", "sha256", "locate_error", "probe_error"]).to_pylist()
+    manifest = read_manifest_dir(manifest_dir, task="classification", root=root,
+                                 columns=["path", "split", "label", "sha256", "locate_error", "probe_error"])
+    root, classes = manifest.root, manifest.classes
+    rows = manifest.images.to_pylist()
     files, paths, labels, splits, digests = [], [], [], [], []
     for row in rows:
         if row["locate_error"] or row["probe_error"]:

@@ -19,7 +19,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches
-from cvpipe.classification.models import build_model
+from cvpipe.classification.models import ARCHITECTURES, build_model
+from cvpipe.errors import ParamsError
+from cvpipe.params import check_keys, choice, flag, mapping, number
+from cvpipe.splits import check_fraction
 from cvpipe.training import EarlyStopping, check_finite, load_checkpoint, save_checkpoint, seed_everything
 
 log = logging.getLogger(__name__)
@@ -48,19 +51,40 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        """Types and ranges; keys are relative to the dataset's section (the stage adds the section)."""
+        choice(self.architecture, "architecture", ARCHITECTURES)
+        choice(self.optimizer, "optimizer", OPTIMIZERS)
+        number(self.image_size, "image_size", integer=True, minimum=16)
+        number(self.epochs, "epochs", integer=True, minimum=1)
+        number(self.batch_size, "batch_size", integer=True, minimum=1)
+        number(self.lr, "lr", above=0)
+        number(self.momentum, "momentum", minimum=0)
+        number(self.weight_decay, "weight_decay", minimum=0)
+        number(self.patience, "patience", integer=True, minimum=1)
+        number(self.lr_patience, "lr_patience", integer=True, minimum=0)
+        number(self.lr_factor, "lr_factor", above=0, below=1)
+        number(self.min_lr, "min_lr", minimum=0)
+        number(self.seed, "seed", integer=True, minimum=0)
+        flag(self.nesterov, "nesterov")
+        flag(self.freeze, "freeze")
+        check_fraction(self.val_fraction, "val_fraction")
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise ParamsError("weights", f"must be a local file path or null, not {self.weights!r}")
         if self.optimizer == "sgd" and self.nesterov and self.momentum <= 0:
-            raise ValueError("nesterov: true needs momentum > 0 (or set nesterov: false)")
+            raise ParamsError("nesterov", "true needs momentum > 0 (or set nesterov: false)")
 
     @classmethod
     def from_params(cls, section: dict) -> TrainConfig:
-        section = dict(section)
-        augment = AugmentConfig(**section.pop("augment", {}) or {})
-        unknown = set(section) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown training parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**section, augment=augment)
+        section = dict(mapping(section, ""))
+        check_keys(section, [f for f in cls.__dataclass_fields__ if f != "augment"] + ["augment"])
+        augment = mapping(section.pop("augment", {}), "augment")
+        check_keys(augment, AugmentConfig.__dataclass_fields__, "augment")
+        for name, value in augment.items():
+            if name == "horizontal_flip":
+                flag(value, "augment.horizontal_flip")
+            else:
+                number(value, f"augment.{name}", minimum=0)
+        return cls(**section, augment=AugmentConfig(**augment))
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from cvpipe.errors import DataError
+from cvpipe.errors import DataError, ParamsError
 
 ARCHITECTURES = ("littlevgg", "resnet18", "mobilenet_v3_small")
 
@@ -45,10 +45,10 @@ def build_model(architecture: str, num_classes: int, weights: str | Path | None 
     """A model with a ``num_classes`` head; ``weights`` is a local state dict of the ImageNet model."""
     if architecture == "littlevgg":
         if weights is not None or freeze:
-            raise ValueError("littlevgg has no pretrained weights; set weights: null and freeze: false")
+            raise ParamsError("weights", "littlevgg has no pretrained weights; set weights: null and freeze: false")
         return LittleVGG(num_classes)
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; choose one of {list(ARCHITECTURES)}")
+        raise ParamsError("architecture", f"is {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     model = getattr(tvm, architecture)(weights=None)  # never a download: weights only from a file
     if weights is not None:
         path = Path(weights)

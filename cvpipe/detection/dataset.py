@@ -7,7 +7,6 @@ stand-alone CLI), and consumed by the YOLO and TFRecord writers.
 from __future__ import annotations
 
 import gc
-import json
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -17,13 +16,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
-import pyarrow.parquet as pq
 
 from cvpipe.classmap import ClassEntry, ClassMap
 from cvpipe.datasets import list_images, rel, require_dir, simpsons, split_name, voc
 from cvpipe.errors import DataError
 from cvpipe.imagesize import image_size
-from cvpipe.manifest import parallel_map
+from cvpipe.manifest import ManifestDir, parallel_map
 from cvpipe.splits import check_fraction, unit_hash
 
 SPLITS = ("train", "val", "test")
@@ -68,14 +66,12 @@ class DetectionSet:
 # -------------------------------------------------------------------------------- from a manifest
 
 
-def from_manifest(manifest_dir: Path, root: Path | None = None) -> DetectionSet:
+def from_manifest(manifest: ManifestDir) -> DetectionSet:
     """Images and boxes of a (validated) manifest folder; sizes are the probed, real ones."""
-    info = json.loads((manifest_dir / "dataset.json").read_text(encoding="utf-8"))
-    root = root or Path(info["root"])
-    classes = ClassMap.load(manifest_dir / "classes.json")
+    root, classes = manifest.root, manifest.classes
     boxes: dict[str, list[Box]] = {}
-    if (manifest_dir / "boxes.parquet").is_file():
-        for b in pq.read_table(manifest_dir / "boxes.parquet").to_pylist():
+    if manifest.boxes is not None:
+        for b in manifest.boxes.to_pylist():
             if b["error"] is not None:
                 raise DataError(b["annotation"], f"unparsable annotation: {b['error']}")
             boxes.setdefault(b["path"], []).append(
@@ -83,14 +79,14 @@ def from_manifest(manifest_dir: Path, root: Path | None = None) -> DetectionSet:
                     b["annotation"], b["iscrowd"], b["difficult"], b["truncated"], b["pose"] or "")
             )
     items, notes = [], Counter()
-    for row in pq.read_table(manifest_dir / "manifest.parquet").to_pylist():
+    for row in manifest.images.to_pylist():
         for column in ("locate_error", "annotation_error", "probe_error"):
             if row[column] is not None:
                 raise DataError(root / row["path"], f"{column}: {row[column]} (validate the manifest first)")
-        if info["source"] == "voc" and row["source_id"] is None:
+        if manifest.source == "voc" and row["source_id"] is None:
             notes["images_without_annotation_skipped"] += 1  # never annotated is not the same as empty
             continue
-        if info["source"] == "simpsons" and row["path"] not in boxes:
+        if manifest.source == "simpsons" and row["path"] not in boxes:
             notes["images_without_annotation_skipped"] += 1
             continue
         items.append(Item(root / row["path"], row["path"], row["width"], row["height"], row["split"],
@@ -278,7 +274,7 @@ def size_error(exc: Exception) -> str:
 def assign_splits(dset: DetectionSet, val_fraction: float) -> None:
     """Keep the source's train/val/test; if there is no val, move a stable hashed ``val_fraction`` of
     the training images there. Hashing the path keeps every image's split when images are added."""
-    check_fraction(val_fraction)
+    check_fraction(val_fraction, "convert.val_fraction")
     has_val = any(i.split == "val" for i in dset.items)
     for item in dset.items:
         if item.split == "unsplit":

@@ -31,7 +31,7 @@ from tfrecord import example_pb2
 from cvpipe.classmap import ClassMap
 from cvpipe.detection.dataset import SPLITS, BoxCleaner, CleanBox, DetectionSet, Item, no_gc, size_error
 from cvpipe.detection.output import staged_dir, write_class_files
-from cvpipe.errors import DataError
+from cvpipe.errors import DataError, ParamsError
 from cvpipe.imagesize import image_size_of
 from cvpipe.io import read_file, write_text
 from cvpipe.manifest import parallel_map
@@ -193,7 +193,7 @@ def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficu
     size is not known yet (width 0) take it from the image's bytes, which are read here anyway.
     """
     if shards < 1:
-        raise ValueError(f"shards is {shards}; it must be at least 1")
+        raise ParamsError("convert.shards", f"is {shards!r}; it must be at least 1")
     dropped_by_item: list[list[dict]] = [[] for _ in dset.items]
     with staged_dir(out) as stage:
         splits = sorted({i.split for i in dset.items}, key=SPLITS.index)

@@ -35,13 +35,13 @@ def test_flatten_and_tracking_uri(tmp_path, monkeypatch):
 def test_dvc_lineage_reads_the_train_stage_of_the_lock(tmp_path):
     lock = tmp_path / "dvc.lock"
     lock.write_text(
-        "schema: '2.0'\nstages:\n  train@toy:\n    cmd: python -m stages.train\n    deps:\n"
+        "schema: '2.0'\nstages:\n  train@toy:\n    cmd: python -m stages.train --dataset toy --out models/toy\n    deps:\n"
         "    - path: data/validated/toy\n      md5: abc.dir\n    - path: stages/train.py\n      md5: fff\n"
-        "    params:\n      params.yaml:\n        train.datasets.toy:\n          epochs: 3\n"
+        "    params:\n      params.yaml:\n        classification.datasets.toy:\n          epochs: 3\n"
         "    outs:\n    - path: models/toy\n      md5: def.dir\n"
     )
-    tags = dvc_lineage(lock, "train@toy")
+    tags = dvc_lineage(lock, "toy")
     assert tags["dvc.dep.data/validated/toy"] == "abc.dir" and tags["dvc.out.models/toy"] == "def.dir"
-    assert json.loads(tags["dvc.params.params.yaml"]) == {"train.datasets.toy": {"epochs": 3}}
+    assert json.loads(tags["dvc.params.params.yaml"]) == {"classification.datasets.toy": {"epochs": 3}}
     assert "dvc.dep.stages/train.py" not in tags
-    assert dvc_lineage(lock, "train@other") == {} and dvc_lineage(tmp_path / "none.lock", "x") == {}
+    assert dvc_lineage(lock, "to") == {} and dvc_lineage(lock, "other") == {} and dvc_lineage(tmp_path / "none.lock", "x") == {}

@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from cvpipe.classification.data import decode_resized, load_table
+from cvpipe.errors import CvpipeError
 from stages import evaluate, register, train
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
 
@@ -33,7 +34,7 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     history = pd.read_csv(tmp_path / "good/history.csv")
     assert history["epoch"].tolist() == list(range(1, good.epochs + 1))
     ev = evaluate.run("classification", tmp_path / "good", fruits_manifest, tmp_path / "eval_good", cache_dir=tmp_path / "cache")
-    assert ev.images == 40 and ev.accuracy >= 0.9
+    assert ev.images == 40 and ev.metrics["accuracy"] >= 0.9 and ev.primary_metric == "macro_f1" and ev.primary == ev.metrics["macro_f1"]
     metrics = json.loads((tmp_path / "eval_good/metrics.json").read_text())
     assert metrics["split"] == "test" and set(metrics["f1"]) == {"Apple Braeburn", "Banana", "Blueberry", "Kiwi", "Orange"}
     predictions = pd.read_csv(tmp_path / "eval_good/predictions.csv")
@@ -48,7 +49,7 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     evaluate.run("classification", tmp_path / "worse", fruits_manifest, tmp_path / "eval_worse", cache_dir=tmp_path / "cache")
     second = register.run("fruits", "classification", tmp_path / "worse", tmp_path / "eval_worse", fruits_manifest)
     assert second.alias == "challenger" and not second.promoted and second.champion_version == "1"
-    assert second.macro_f1 < second.champion_macro_f1 and "does not beat" in second.reason
+    assert second.metric == "macro_f1" and second.score < second.champion_score and "does not beat" in second.reason
 
     client = MlflowClient()
     assert str(client.get_model_version_by_alias("fruits-classifier", "champion").version) == "1"
@@ -78,15 +79,16 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     assert all(isinstance(p, str) for p in predicted) and sum(p == t for p, t in zip(predicted, truth, strict=True)) >= len(truth) - 1
 
 
-def test_other_tasks_are_not_built_yet(tmp_path):
-    with pytest.raises(NotImplementedError, match="detection"):
+def test_tasks_without_a_trainer_and_unknown_tasks_are_named(tmp_path):
+    with pytest.raises(CvpipeError, match="the detection task has no trainer yet"):
         train.run("detection", tmp_path, tmp_path / "out", {})
-    with pytest.raises(ValueError, match="unknown task"):
-        train.run("ocr", tmp_path, tmp_path / "out", {})
+    with pytest.raises(CvpipeError, match="unknown task 'ocr'; choose one of classification, detection, segmentation"):
+        evaluate.run("ocr", tmp_path, tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert train.main(["--dataset", "nope"]) == 1
-    assert "not listed under `datasets`" in capsys.readouterr().err
-    assert evaluate.main(["--dataset", "fruits360", "--model-dir", str(tmp_path)]) == 1
-    assert "trained model not found" in capsys.readouterr().err
+    assert "has no dataset 'nope'" in capsys.readouterr().err
+    assert evaluate.main(["--dataset", "fruits360", "--model-dir", str(tmp_path), "--manifest-dir", str(tmp_path / "none")]) == 1
+    assert "no such manifest folder" in capsys.readouterr().err

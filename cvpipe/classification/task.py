@@ -1,0 +1,168 @@
+"""Classification behind the task seam (:class:`cvpipe.tasks.Task`): train, evaluate, log and score a model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cvpipe.errors import DataError
+from cvpipe.io import write_json, write_text
+from cvpipe.tasks import LoggedModel, Scores, TrainResult
+from cvpipe.training import fingerprint, pick_device
+
+log = logging.getLogger(__name__)
+CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
+GALLERY_MAX = 24
+PIP_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "numpy", "pillow"]
+
+
+class ClassificationTask:
+    """Image classifiers (LittleVGG, resnet18, mobilenet_v3_small) on a folder-per-class dataset."""
+
+    name = "classification"
+    model_kind = "classifier"
+    primary_metric = "macro_f1"
+    per_group_metric = "f1"  # metrics.json's per-class F1, by class name
+    group_name = "class"
+
+    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
+              cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
+        from cvpipe.classification.data import load_table, load_tensors
+        from cvpipe.classification.fit import TrainConfig, fit
+        from cvpipe.classification.models import save_trained
+
+        config = TrainConfig.from_params(params)
+        dev = pick_device(device)
+        table = load_table(manifest_dir, config.val_fraction)
+        images = load_tensors(table, config.image_size, cache_dir / "tensors" if cache_dir else None)
+        data_digest, params_digest = table.digest(), fingerprint(asdict(config))
+        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type)
+        checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
+        log.info("%d train / %d val images, %d classes, %s on %s", len(table.indices("train")), len(table.indices("val")),
+                 len(table.classes), config.architecture, dev)
+        result = fit(images, table.labels, table.indices("train"), table.indices("val"), len(table.classes), config, dev,
+                     checkpoint, key, stop_after)
+        out.mkdir(parents=True, exist_ok=True)
+        save_trained(out / "model.pt", result.model, config.architecture, table.classes.names, config.image_size)
+        table.classes.save(out / "classes.json")
+        write_text(out / "history.csv", history_csv(result.history))
+        best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
+        summary = TrainResult(
+            task=self.name, model=config.architecture, epochs=len(result.history), best_epoch=result.best_epoch,
+            stopped_early=result.stopped_early, resumed_from_epoch=result.resumed_from, device=dev.type,
+            seconds=round(result.seconds, 1), data_digest=data_digest, params_digest=params_digest,
+            metrics={"best_val_loss": round(result.best_val_loss, 6), "val_accuracy": round(best["val_accuracy"], 6)},
+        )
+        # the file holds only what the inputs decide (no timings), so a rerun writes the same bytes
+        stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
+        write_json(out / "train.json", stable | {"params": asdict(config)})
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)  # finished: the next run with these inputs starts afresh
+        return summary
+
+    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
+                 cache_dir: Path | None = None, title: str | None = None) -> dict[str, Any]:
+        import numpy as np
+        import pandas as pd
+
+        from cvpipe.classification.data import decode_resized, load_table, load_tensors
+        from cvpipe.classification.evaluate import score, write_report
+        from cvpipe.classification.fit import predict
+        from cvpipe.classification.models import load_trained
+
+        table = load_table(manifest_dir, trained_params(model_dir).get("val_fraction", 0.2))
+        dev = pick_device(device)
+        model, meta = load_trained(model_dir / "model.pt", dev)
+        if table.classes.names != meta["classes"]:
+            raise DataError(model_dir / "model.pt", f"model classes {meta['classes']} differ from the dataset's {table.classes.names}")
+        idx = table.indices(split)
+        if not len(idx):
+            raise DataError(manifest_dir / "manifest.parquet", f"no images in the {split!r} split to evaluate on")
+        images = load_tensors(table, meta["image_size"], cache_dir / "tensors" if cache_dir else None)
+        probs = predict(model, images, idx, dev)
+        pred, conf = probs.argmax(1), probs.max(1)
+        truth = table.labels[idx]
+        names = table.classes.names
+        scores = score(truth, pred, names)
+        predictions = pd.DataFrame({
+            "path": [table.paths[i] for i in idx],
+            "actual": [names[t] for t in truth],
+            "predicted": [names[p] for p in pred],
+            "confidence": np.round(conf, 6),
+        })
+        wrong = np.flatnonzero(pred != truth)
+        wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:GALLERY_MAX]  # the most confident mistakes first
+        gallery = [(decode_resized(table.files[idx[k]], 96), f"{names[truth[k]]}\n-> {names[pred[k]]} ({conf[k]:.2f})") for k in wrong]
+        metrics = write_report(out, scores, predictions, title or manifest_dir.name, gallery)
+        metrics["split"] = split
+        return metrics
+
+    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
+        import mlflow
+        import numpy as np
+
+        from cvpipe.classification import mlflow_model
+        from cvpipe.classification.data import decode_resized, load_table
+        from cvpipe.classification.pyfunc import SIGNATURE
+
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
+        if not (model_dir / "model.pt").is_file():
+            raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
+        params = trained_params(model_dir)
+        table = load_table(manifest_dir, params.get("val_fraction", 0.2))
+        example = np.stack([decode_resized(table.files[k], params["image_size"]) for k in table.indices("train")[:2]])
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(Path(mlflow_model.__file__)), artifacts={"model": str(model_dir / "model.pt")},
+            signature=SIGNATURE, input_example=example, code_paths=[str(Path(__file__).resolve().parents[1])],
+            pip_requirements=PIP_REQUIREMENTS, registered_model_name=registered_name,
+        )
+        return LoggedModel(registered_name, str(info.registered_model_version))
+
+    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+        """Macro-F1 and per-class F1 of the registered model at ``model_uri``, loaded as anyone would load it."""
+        import mlflow.pyfunc
+        import numpy as np
+
+        from cvpipe.classification.data import load_table
+        from cvpipe.classification.evaluate import score
+        from cvpipe.pil import open_image
+
+        table = load_table(manifest_dir, params.get("val_fraction", 0.2))
+        idx = table.indices(split)
+        names = table.classes.names
+        model = mlflow.pyfunc.load_model(model_uri)
+        predicted = []
+        for k in idx:  # one at a time: the images differ in size
+            with open_image(table.files[k]) as im:
+                predicted.append(model.predict(np.asarray(im.convert("RGB"), dtype=np.uint8)[None])[0])
+        index = {n: k for k, n in enumerate(names)}
+        # a name the dataset does not have (an older class map) is wrong for every true class
+        pred = np.array([index.get(p, -1) for p in predicted])
+        true = table.labels[idx]
+        scores = score(true, np.where(pred < 0, (true + 1) % len(names), pred), names)
+        return Scores(scores.macro_f1, scores.f1_by_class())
+
+
+def trained_params(model_dir: Path) -> dict[str, Any]:
+    """The training parameters ``train.json`` recorded (empty when there is none)."""
+    path = model_dir / "train.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("params", {})
+    except ValueError as exc:
+        raise DataError(path, f"malformed JSON: {exc}") from exc
+
+
+def history_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    return buffer.getvalue()

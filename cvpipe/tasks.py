@@ -1,0 +1,102 @@
+"""The task seam: what every task (classification, detection, segmentation) implements, and the registry.
+
+A stage never names a task: it looks the dataset's task up here and calls it. Adding a task means a
+package under ``cvpipe/`` with a class implementing :class:`Task`, an entry in :data:`TASKS`, a
+section ``<task>.datasets.<dataset>`` in params.yaml and a block of stages in dvc.yaml (README,
+"Adding a task").
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cvpipe.errors import CvpipeError
+
+# task name -> "module:Class" implementing Task; None: the task's data stages exist, its trainer not yet
+TASKS: dict[str, str | None] = {
+    "classification": "cvpipe.classification.task:ClassificationTask",
+    "detection": None,
+    "segmentation": None,
+}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a task's training reports; ``metrics`` holds its own validation figures (val loss, accuracy...)."""
+
+    task: str
+    model: str  # architecture or model file, for run names
+    epochs: int
+    best_epoch: int
+    stopped_early: bool
+    resumed_from_epoch: int | None
+    device: str
+    seconds: float
+    data_digest: str
+    params_digest: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's scores on one split, as the promotion gate compares them: the task's primary metric
+    and the same metric per class (or per group: image type for segmentation)."""
+
+    primary: float
+    per_group: dict[str, float]
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged to the active MLflow run and registered as a new version of ``name``."""
+
+    name: str
+    version: str
+
+
+class Task(Protocol):
+    """One task's training, evaluation and MLflow model, behind the same calls for every stage."""
+
+    name: str  # the task's name in params.yaml (``datasets.<name>.task``)
+    model_kind: str  # registered model name suffix: ``<dataset>-<model_kind>`` (``fruits360-classifier``)
+    primary_metric: str  # the key of metrics.json the promotion gate compares (``macro_f1``)
+    per_group_metric: str  # the key of metrics.json with the per-group scores, by group name (``f1``)
+    group_name: str  # what per-group scores are per (``class``)
+
+    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str, cache_dir: Path | None,
+              stop_after: int | None = None) -> TrainResult:
+        """Train on a validated manifest folder; write the model and ``train.json`` (with ``params``) to ``out``."""
+
+    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str, device: str, cache_dir: Path | None,
+                 title: str) -> dict[str, Any]:
+        """Score the trained model on ``split``; write the task's reports to ``out``; return metrics.json's content
+        (with ``primary_metric`` and its per-group scores under ``per_group``)."""
+
+    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
+        """Log the trained model to the active MLflow run (pyfunc, signature, example) and register it."""
+
+    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+        """Score a registered model (``models:/...``), loaded as anyone would load it, on ``split``."""
+
+
+def task_names() -> list[str]:
+    return list(TASKS)
+
+
+def has_trainer(name: str) -> bool:
+    return TASKS.get(name) is not None
+
+
+def get_task(name: str) -> Task:
+    """The task implementation for ``name``; an unknown task or one without a trainer is a clear error."""
+    if name not in TASKS:
+        raise CvpipeError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    target = TASKS[name]
+    if target is None:
+        built = ", ".join(t for t in TASKS if TASKS[t] is not None)
+        raise CvpipeError(f"the {name} task has no trainer yet (tasks with one: {built}); its datasets stop after conversion")
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)()

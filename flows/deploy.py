@@ -1,0 +1,164 @@
+"""Prefect deployments with the schedules of params.yaml: register them, or serve them until Ctrl-C.
+
+    python -m flows.deploy            # register on the Prefect server (PREFECT_API_URL, or one on 127.0.0.1:4200)
+    python -m flows.deploy --serve    # register and run them (a server on 127.0.0.1:4200 is started if none answers)
+
+``schedules:`` in params.yaml lists each deployment: its name, the flow (``pipeline``), a cron and
+the flow's default parameters. The Prefect UI shows each one with its schedule and a form for its
+parameters. Scheduled and UI-started runs need a process serving the deployments: ``--serve`` (``make
+serve``). Stopping it pauses the schedules (Prefect's ``serve`` does so on shutdown); serving again
+resumes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cvpipe import cli
+from cvpipe.errors import CvpipeError, ParamsError
+from cvpipe.params import check_keys, load_params, mapping
+
+FLOWS = ("pipeline",)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    flow: str
+    cron: str
+    parameters: dict[str, Any]
+
+
+def schedules(params: dict[str, Any]) -> list[Schedule]:
+    """The ``schedules`` section, checked: names unique, a known flow, a valid cron, a parameters mapping."""
+    from prefect.client.schemas.schedules import CronSchedule
+
+    entries = params.get("schedules") or []
+    if not isinstance(entries, list):
+        raise ParamsError("schedules", "must be a list of {name, flow, cron, parameters}")
+    found: list[Schedule] = []
+    for k, entry in enumerate(entries):
+        key = f"schedules[{k}]"
+        entry = mapping(entry, key)
+        check_keys(entry, ("name", "flow", "cron", "parameters"), key)
+        name = entry.get("name")
+        if not isinstance(name, str) or not name or name in {s.name for s in found}:
+            raise ParamsError(f"{key}.name", f"must be a unique, non-empty name, not {name!r}")
+        if entry.get("flow") not in FLOWS:
+            raise ParamsError(f"{key}.flow", f"is {entry.get('flow')!r}; choose one of {', '.join(FLOWS)}")
+        try:
+            CronSchedule(cron=entry.get("cron"))
+        except Exception as exc:  # noqa: BLE001 - pydantic's validation error, said in one line
+            raise ParamsError(f"{key}.cron", f"is {entry.get('cron')!r}, not a cron expression ('0 3 * * *': daily at 03:00)") from exc
+        found.append(Schedule(name, entry["flow"], entry["cron"], mapping(entry.get("parameters"), f"{key}.parameters")))
+    return found
+
+
+def deployments(params_file: Path) -> list:
+    """RunnerDeployments of the scheduled flows, with the parameters checked against each flow's signature."""
+    from flows.pipeline import pipeline
+
+    flows = {"pipeline": pipeline}
+    result = []
+    for s in schedules(load_params(params_file)):
+        parameters = {"params_file": str(params_file), **s.parameters}
+        unknown = set(parameters) - set(flows[s.flow].parameters.properties)
+        if unknown:
+            raise ParamsError(f"schedules.{s.name}.parameters", f"{sorted(unknown)} are not parameters of the "
+                                                                  f"{s.flow} flow ({', '.join(flows[s.flow].parameters.properties)})")
+        result.append(flows[s.flow].to_deployment(name=s.name, cron=s.cron, parameters=parameters, tags=["cvpipe"],
+                                                  description=f"{s.flow} on the schedule {s.cron!r} (params.yaml: schedules)"))
+    return result
+
+
+def api_up(url: str, timeout: float = 2) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def register(params_file: Path) -> list[str]:
+    """Create or update each deployment on the server; returns their names as ``flow/deployment``."""
+    names = []
+    for deployment in deployments(params_file):
+        deployment.apply()
+        names.append(deployment.full_name)
+    return names
+
+
+def serve(params_file: Path) -> None:
+    """Register and run the deployments in this process until interrupted."""
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*deployments(params_file))
+
+
+def with_server(argv: list[str], port: int) -> int:
+    """Run ``python -m flows.deploy argv`` against a Prefect server on 127.0.0.1:``port``: one already
+    there (``make ui``), or one started here and stopped afterwards. Ctrl-C, SIGTERM or SIGHUP stop both."""
+    from cvpipe.ui import interrupt_on_termination, start_prefect, stop
+
+    interrupt_on_termination()
+    api = f"http://127.0.0.1:{port}/api"
+    started = []
+    try:
+        if not api_up(api):
+            print(f"starting a Prefect server on http://127.0.0.1:{port} (PREFECT_API_URL is not set)", flush=True)
+            started.append(start_prefect("127.0.0.1", port))
+        # its own session: Ctrl-C reaches this process only, which passes it on once
+        child = subprocess.Popen([sys.executable, "-m", "flows.deploy", *argv], env={**os.environ, "PREFECT_API_URL": api},
+                                 start_new_session=True)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)  # serve pauses the schedules as it stops
+            return child.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop(started)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__.splitlines()[0])
+    parser.add_argument("--serve", action="store_true", help="also run the deployments here until Ctrl-C (make serve)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--port", type=int, default=4200, help="local Prefect server's port when PREFECT_API_URL is not set")
+    return parser
+
+
+def execute(args: argparse.Namespace) -> None:
+    schedules(load_params(args.params))  # a bad schedule is reported before any server starts
+    if not os.environ.get("PREFECT_API_URL"):
+        if not args.serve and not api_up(f"http://127.0.0.1:{args.port}/api"):
+            raise CvpipeError(f"no Prefect server: PREFECT_API_URL is not set and nothing answers on 127.0.0.1:{args.port}; "
+                              "start one (make ui, or make serve) or set PREFECT_API_URL")
+        argv = ["--params", str(args.params)] + (["--serve"] if args.serve else [])
+        code = with_server(argv, args.port)
+        if code:
+            raise SystemExit(code)
+        return
+    if args.serve:
+        serve(args.params)
+    else:
+        for name in register(args.params):
+            print(f"deployment {name} registered on {os.environ['PREFECT_API_URL']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(get_args_parser(), execute, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Prefect flow: the whole pipeline for every dataset in params.yaml, stage by stage as dvc.yaml declares it.
+
+    python -m flows.pipeline [--dataset NAME ...] [--stage GROUP ...] [--params params.yaml]
+
+The flow adds orchestration only. Its stages, their commands, their order and what each one reads
+come from ``dvc.yaml`` (resolved by DVC's own parser, :mod:`cvpipe.pipeline`); each stage runs the
+same ``execute`` as ``python -m stages.<name>``. Per dataset: the sample is generated if its raw
+folder is missing, then ingest, the data gate, conversion where the task needs it, and train,
+evaluate and register where the task has a trainer. Independent datasets run concurrently.
+
+Caching on content: a stage's cache key is a digest of its declared deps (files, folders), the
+values of its declared params and its command, so a rerun with nothing changed completes from the
+cache (state ``Cached``); a stage whose outputs have gone missing runs again. Expected failures
+(bad data, bad params) fail their stage at once with one line; anything else is retried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from cvpipe import cli
+from cvpipe.errors import CvpipeError, UsageError
+from cvpipe.params import dataset_spec, load_params, mapping
+from cvpipe.pipeline import StageSpec, content_key, in_order, resolve, upstream
+from cvpipe.tasks import has_trainer
+from stages import samples
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage_key(context, parameters: dict) -> str:
+    """What the stage reads, as dvc.yaml declares it; where MLflow writes counts too (register's side effects)."""
+    spec, params_file = parameters["spec"], Path(parameters["params_file"])
+    return f"{spec.name}-" + content_key(spec, load_params(params_file), ROOT, os.environ.get("MLFLOW_TRACKING_URI"))
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) else value
+
+
+@task(name="stage", task_run_name="{spec.name}", cache_key_fn=stage_key, persist_result=True, retries=1, retry_delay_seconds=5)
+def run_stage(spec: StageSpec, params_file: Path) -> Any:
+    """One dvc.yaml stage, in this process: the module's own argument parser and ``execute``."""
+    module = importlib.import_module(spec.module)
+    parser = module.get_args_parser()
+    argv = list(spec.args)
+    if "--params" in parser._option_string_actions and "--params" not in argv:
+        argv += ["--params", str(params_file)]
+    args = parser.parse_args(argv)
+    try:
+        return _plain(module.execute(args))
+    except CvpipeError as exc:  # bad data or params: one line, no retry (the same again would fail the same way)
+        return Failed(message=f"{spec.name}: {cli.located(exc, args)}")
+
+
+@task(name="sample", task_run_name="sample@{name}", retries=1, cache_policy=NO_CACHE)
+def sample_task(name: str, source: str, raw: Path, seed: int) -> list[str]:
+    return samples.run({name: source}, raw, seed)
+
+
+@flow(name="pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
+def pipeline(
+    datasets: list[str] | None = None,
+    stages: list[str] | None = None,
+    params_file: Path = Path("params.yaml"),
+    refresh: bool = False,
+) -> State:
+    """Every dataset (or those named) through the stages of dvc.yaml (or the stage groups named, such as
+    ``[ingest, validate]`` for the data gate alone). ``refresh`` runs every stage even if cached."""
+    try:
+        return _run(datasets, stages, Path(params_file), refresh)
+    except CvpipeError as exc:  # a bad dataset name or params file: one line, not a traceback
+        return Failed(message=str(exc))
+
+
+def plan(datasets: list[str] | None, stages: list[str] | None, params_file: Path) -> tuple[dict, list[StageSpec], list[str]]:
+    """(params, every stage of dvc.yaml, the datasets to run), checked before anything runs."""
+    params = load_params(params_file)
+    listed = list(mapping(params.get("datasets"), "datasets"))
+    for name in [*listed, *(datasets or [])]:
+        dataset_spec(params, name)
+    names = datasets or listed
+    specs = resolve(ROOT, params_file)
+    groups = {s.group for s in specs}
+    for group in stages or []:
+        if group not in groups:
+            raise UsageError(f"no stage group {group!r} in dvc.yaml; groups: {', '.join(sorted(groups))}")
+    return params, specs, names
+
+
+def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path, refresh: bool) -> State:
+    params, specs, names = plan(datasets, stages, params_file)
+    chosen = [s for s in in_order(specs) if s.item in names and (not stages or s.group in stages)]
+    before = upstream(specs)
+    futures: dict[str, Any] = {}
+    seed = params.get("samples", {}).get("seed", 0)
+    for name in names:
+        spec = dataset_spec(params, name)
+        futures[f"sample@{name}"] = sample_task.submit(name, spec["source"], ROOT / "data/raw", seed)
+        own = [s for s in chosen if s.item == name]
+        if not any(s.module == "stages.train" for s in specs if s.item == name):
+            why = "has no trainer yet" if not has_trainer(spec["task"]) else "has no train stage in dvc.yaml"
+            print(f"{name}: the {spec['task']} task {why}; this dataset stops after "
+                  f"{own[-1].group if own else 'sampling'}")
+        for s in own:
+            missing = any(not (ROOT / out).exists() for out in s.outs)
+            waits = [futures[u] for u in before[s.name] if u in futures] or [futures[f"sample@{name}"]]
+            futures[s.name] = run_stage.with_options(refresh_cache=refresh or missing).submit(s, params_file, wait_for=waits)
+    results: dict[str, dict] = {}
+    failed = []
+    for key, future in futures.items():
+        future.wait()
+        state = future.state
+        stage, _, name = key.partition("@")
+        if state.is_completed():
+            results.setdefault(name, {})[stage] = future.result()
+        elif state.is_failed():
+            failed.append(state.message or key)
+        else:
+            failed.append(f"{key}: not run ({state.name}: an earlier stage of {name} failed)")
+    for name, done in results.items():
+        if "register" in done:
+            r = done["register"]
+            print(f"{name}: {r['model_name']} v{r['version']} -> @{r['alias']} ({r['reason']})")
+    if failed:
+        return Failed(message="; ".join(failed))
+    return Completed(data=results, message=f"{len(futures)} stages for {', '.join(names)}")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", action="append", help="only this dataset (repeatable); default: all in params.yaml")
+    parser.add_argument("--stage", action="append", help="only this stage group of dvc.yaml (repeatable), e.g. ingest")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--refresh", action="store_true", help="run every stage even if its cache entry is valid")
+    return parser
+
+
+def execute(args: argparse.Namespace) -> dict:
+    plan(args.dataset, args.stage, args.params)  # bad input is one line, before a Prefect server starts
+    state = pipeline(datasets=args.dataset, stages=args.stage, params_file=args.params, refresh=args.refresh, return_state=True)
+    if not state.is_completed():
+        raise CvpipeError(state.message or "the pipeline failed")
+    return state.result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(get_args_parser(), execute, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

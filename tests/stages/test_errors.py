@@ -1,0 +1,134 @@
+"""One error path: every entry point turns an expected failure into one ``error: ...`` line naming the
+file or the params key and what would be valid, and exits 1; never a traceback, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows import deploy, pipeline
+from stages import convert, evaluate, ingest, register, samples, train, validate
+from tests.conftest import REPO
+from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
+
+ENTRY_POINTS = {"ingest": ingest, "validate": validate, "convert": convert, "train": train, "evaluate": evaluate,
+                "register": register, "samples": samples, "pipeline": pipeline, "deploy": deploy}
+
+
+def params_with(tmp_path: Path, change) -> Path:
+    """A copy of the project's params.yaml with ``change(params)`` applied."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    change(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def fails_with(capsys, module, argv: list[str], *expected: str) -> str:
+    assert module.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def stage_argv(name: str, folder: Path, tmp_path: Path) -> list[str]:
+    """Each stage pointed at ``folder`` as its manifest folder (or raw root, for ingest)."""
+    out = str(tmp_path / "out")
+    return {
+        "ingest": ["--source", "fruits360", "--root", str(folder), "--out", out],
+        "validate": ["--manifest-dir", str(folder), "--task", "classification", "--report", out, "--dataset", "fruits360"],
+        "convert": ["voc-yolo", "--manifest-dir", str(folder), "--out", out],
+        "train": ["--dataset", "fruits360", "--manifest-dir", str(folder), "--out", out],
+        "evaluate": ["--dataset", "fruits360", "--manifest-dir", str(folder), "--model-dir", str(tmp_path / "m"), "--out", out],
+        "register": ["--dataset", "fruits360", "--manifest-dir", str(folder), "--model-dir", str(tmp_path / "m"),
+                     "--eval-dir", str(tmp_path / "e"), "--out", str(tmp_path / "out.json")],
+    }[name]
+
+
+MANIFEST_STAGES = ["validate", "convert", "train", "evaluate", "register"]
+
+
+@pytest.mark.parametrize("name", MANIFEST_STAGES)
+def test_a_missing_manifest_folder_is_named(name, tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    fails_with(capsys, ENTRY_POINTS[name], stage_argv(name, missing, tmp_path), f"{missing}: no such manifest folder", "dvc repro")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", MANIFEST_STAGES)
+def test_an_empty_manifest_folder_is_named(name, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails_with(capsys, ENTRY_POINTS[name], stage_argv(name, empty, tmp_path), f"{empty}: not a manifest folder (no dataset.json)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ingest_names_a_missing_or_empty_dataset_folder(tmp_path, capsys):
+    fails_with(capsys, ingest, stage_argv("ingest", tmp_path / "none", tmp_path), str(tmp_path / "none"))
+    (tmp_path / "empty").mkdir()
+    fails_with(capsys, ingest, stage_argv("ingest", tmp_path / "empty", tmp_path), str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "register", "samples", "pipeline"])
+def test_an_unknown_dataset_lists_the_known_ones(name, tmp_path, capsys):
+    fails_with(capsys, ENTRY_POINTS[name], ["--dataset", "nope", "--params", str(REPO / "params.yaml")],
+               "datasets: has no dataset 'nope'; listed: coco, fruits360")
+
+
+def test_validate_names_an_unknown_dataset(tmp_path, capsys, fruits_manifest):  # noqa: F811
+    argv = stage_argv("validate", fruits_manifest, tmp_path)
+    argv[argv.index("--dataset") + 1] = "nope"
+    fails_with(capsys, validate, argv, "datasets: has no dataset 'nope'")
+
+
+def fruits(params: dict) -> dict:
+    return params["classification"]["datasets"]["fruits360"]
+
+
+BAD_PARAMS = [
+    ("validate", lambda p: p["validate"].update(on_fail="maybe"), "validate.on_fail: is 'maybe'; choose one of stop, quarantine"),
+    ("validate", lambda p: p["validate"].update(min_width="sixteen"), "validate.min_width: must be an integer, not 'sixteen'"),
+    ("validate", lambda p: p["validate"].update(max_imbalance_ratio=0), "validate.max_imbalance_ratio: must be a number >= 1"),
+    ("validate", lambda p: p["datasets"]["fruits360"].update(modes="RGB"), "datasets.fruits360.modes: must be a list of strings such as [RGB]"),
+    ("validate", lambda p: p["validate"].update(min_widht=3), "validate.min_widht: unknown key; known keys:"),
+    ("train", lambda p: fruits(p).update(optimizer="adamw"), "classification.datasets.fruits360.optimizer: is 'adamw'; choose one of sgd, adam, rmsprop"),
+    ("train", lambda p: fruits(p).update(epochs=-3), "classification.datasets.fruits360.epochs: must be an integer >= 1, not -3"),
+    ("train", lambda p: fruits(p).update(epochs=0), "classification.datasets.fruits360.epochs: must be an integer >= 1, not 0"),
+    ("train", lambda p: fruits(p).update(epochs="3"), "classification.datasets.fruits360.epochs: must be an integer, not '3'"),
+    ("train", lambda p: fruits(p).update(lr="fast"), "classification.datasets.fruits360.lr: must be a number, not 'fast'"),
+    ("train", lambda p: fruits(p).update(batch_size=0), "classification.datasets.fruits360.batch_size: must be an integer >= 1"),
+    ("train", lambda p: fruits(p).update(epocs=3), "classification.datasets.fruits360.epocs: unknown key; known keys: architecture"),
+    ("train", lambda p: fruits(p)["augment"].update(spin=3), "classification.datasets.fruits360.augment.spin: unknown key"),
+    ("train", lambda p: p["train"].update(device="gpu"), "train.device: is 'gpu'; choose auto, cpu, cuda or cuda:N"),
+    ("evaluate", lambda p: p["train"].update(device="gpu"), "train.device: is 'gpu'"),
+    ("register", lambda p: p["registry"].update(margin=-1), "registry.margin: must be a number >= 0, not -1"),
+    ("register", lambda p: p["datasets"]["fruits360"].update(task="ocr"), "datasets.fruits360.task: is 'ocr'; choose one of classification"),
+    ("pipeline", lambda p: p["datasets"]["fruits360"].pop("source"), "datasets.fruits360.source: missing"),
+    ("deploy", lambda p: p["schedules"][0].update(cron="every night"), "schedules[0].cron: is 'every night', not a cron expression"),
+    ("deploy", lambda p: p["schedules"][0].update(flow="nightly"), "schedules[0].flow: is 'nightly'; choose one of pipeline"),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "expected"), BAD_PARAMS, ids=[f"{n}-{e.split(':')[0]}" for n, _, e in BAD_PARAMS])
+def test_bad_values_in_params_yaml_name_the_key(name, change, expected, tmp_path, capsys, fruits_manifest):  # noqa: F811
+    params = params_with(tmp_path, change)
+    flows_argv = {"deploy": [], "pipeline": ["--dataset", "fruits360"]}
+    argv = flows_argv[name] if name in flows_argv else stage_argv(name, fruits_manifest, tmp_path)
+    fails_with(capsys, ENTRY_POINTS[name], [*argv, "--params", str(params)], f"{params}: {expected}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.json").exists()
+
+
+def test_a_stage_run_as_a_module_prints_one_line_and_exits_1(tmp_path):
+    params = params_with(tmp_path, lambda p: fruits(p).update(epochs=-3))
+    proc = subprocess.run([sys.executable, "-m", "stages.train", "--dataset", "fruits360", "--params", str(params),
+                           "--out", str(tmp_path / "model")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"error: {params}: classification.datasets.fruits360.epochs: "
+                                                "must be an integer >= 1, not -3"]
+    assert not (tmp_path / "model").exists()  # nothing half-written: no untrained model.pt
