@@ -55,6 +55,7 @@ def run_stage(spec: StageSpec, params_file: Path) -> Any:
     module = importlib.import_module(spec.module)
     parser = module.get_args_parser()
     argv = list(spec.args)
+    # stages that read params.yaml themselves take --params; the others get their values in the command
     if "--params" in parser._option_string_actions and "--params" not in argv:
         argv += ["--params", str(params_file)]
     args = parser.parse_args(argv)
@@ -76,8 +77,14 @@ def pipeline(
     params_file: Path = Path("params.yaml"),
     refresh: bool = False,
 ) -> State:
-    """Every dataset (or those named) through the stages of dvc.yaml (or the stage groups named, such as
-    ``[ingest, validate]`` for the data gate alone). ``refresh`` runs every stage even if cached."""
+    """Every dataset (or those named) through the stages of dvc.yaml, as `dvc repro` runs them.
+
+    Args:
+        datasets: datasets of params.yaml to run (empty: all of them)
+        stages: stage groups of dvc.yaml to run, e.g. ["ingest", "validate"] for the data gate alone (empty: all)
+        params_file: the parameters file, relative to the repository root
+        refresh: run every stage even if its cached result is valid
+    """
     try:
         return _run(datasets, stages, Path(params_file), refresh)
     except CvpipeError as exc:  # a bad dataset name or params file: one line, not a traceback
@@ -86,6 +93,8 @@ def pipeline(
 
 def plan(datasets: list[str] | None, stages: list[str] | None, params_file: Path) -> tuple[dict, list[StageSpec], list[str]]:
     """(params, every stage of dvc.yaml, the datasets to run), checked before anything runs."""
+    if Path.cwd().resolve() != ROOT:  # dvc.yaml's paths are relative to the repository root, as for `dvc repro`
+        raise UsageError(f"run the pipeline flow from the repository root, {ROOT} (not {Path.cwd()})")
     params = load_params(params_file)
     listed = list(mapping(params.get("datasets"), "datasets"))
     for name in [*listed, *(datasets or [])]:
@@ -118,23 +127,28 @@ def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path
             waits = [futures[u] for u in before[s.name] if u in futures] or [futures[f"sample@{name}"]]
             futures[s.name] = run_stage.with_options(refresh_cache=refresh or missing).submit(s, params_file, wait_for=waits)
     results: dict[str, dict] = {}
-    failed = []
+    failed, details, skipped = [], [], []
     for key, future in futures.items():
         future.wait()
         state = future.state
         stage, _, name = key.partition("@")
         if state.is_completed():
             results.setdefault(name, {})[stage] = future.result()
-        elif state.is_failed():
-            failed.append(state.message or key)
+        elif state.is_failed() and state.message and state.message.startswith(f"{key}: "):
+            failed.append(key)
+            details.append(state.message)  # an expected failure, said by the stage itself
+        elif state.is_failed() or state.is_crashed():
+            failed.append(key)
+            details.append(f"{key}: {state.message or state.name}")
         else:
-            failed.append(f"{key}: not run ({state.name}: an earlier stage of {name} failed)")
+            skipped.append(key)  # an upstream stage failed
     for name, done in results.items():
         if "register" in done:
             r = done["register"]
             print(f"{name}: {r['model_name']} v{r['version']} -> @{r['alias']} ({r['reason']})")
     if failed:
-        return Failed(message="; ".join(failed))
+        summary = f"{', '.join(failed)} failed" + (f"; not run: {', '.join(skipped)}" if skipped else "")
+        return Failed(message="\n".join([summary, *details]))
     return Completed(data=results, message=f"{len(futures)} stages for {', '.join(names)}")
 
 

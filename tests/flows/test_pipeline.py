@@ -51,10 +51,13 @@ def test_a_failed_gate_stops_its_dataset_with_the_summary_in_one_error_line(proj
     proc = flow(project, "--dataset", "fruits360")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "validate@fruits360: validate fruits360: FAILED" in errors[0], proc.stderr[-3000:]
-    assert "Test/Kiwi/broken.jpg" in proc.stderr
-    assert "train@fruits360: not run" in errors[0] and "register@fruits360: not run" in errors[0]
+    assert errors == ["error: validate@fruits360 failed; not run: train@fruits360, evaluate@fruits360, register@fruits360"], \
+        proc.stdout[-3000:] + proc.stderr[-3000:]
+    details = proc.stderr[proc.stderr.index(errors[0]):]  # then the gate's own summary, naming the file
+    assert "validate@fruits360: validate fruits360: FAILED" in details and "Test/Kiwi/broken.jpg" in details
     assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Task run 'validate@fruits360' - Finished in state Failed" in proc.stdout + proc.stderr
+    assert "Retrying" not in proc.stdout + proc.stderr  # a data problem is not retried
     assert not (project / "data/validated/fruits360").exists() and not (project / "models").exists()
 
 
