@@ -305,7 +305,6 @@ def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     if not path.is_file():
         raise DataError(path, f"missing from the manifest folder; {MAKE_IT}")
     try:
-        with open(path, "rb") as f:  # opened here, so the file shows as read (sys.audit) like every other input
-            return pq.read_table(f, columns=list(columns) if columns is not None else None)
+        return pq.read_table(path, columns=list(columns) if columns is not None else None)
     except (pa.ArrowException, OSError, KeyError) as exc:
         raise DataError(path, f"malformed manifest file: {str(exc).splitlines()[0]}") from exc
