@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +23,50 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the mode any new file gets
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_RENAME_EXCHANGE = 2  # renameat2(2): swap two paths atomically (Linux 3.15+)
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Put the complete folder ``staging`` at ``target``. On Linux the two are swapped in one atomic
+    renameat2 call, so a kill at any moment leaves either the old complete folder or the new one;
+    elsewhere the old one is moved aside first and removed only after the new one is in place."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    if not _exchange(staging, target):
+        aside = staging.with_name(f".{target.name}.old")
+        os.replace(target, aside)
+        os.replace(staging, target)
+        staging = aside
+    shutil.rmtree(staging)  # after the swap: the old folder
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    done = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+    return done  # False (EINVAL, ENOSYS: a file system without exchange) falls back to two renames
 
 
 def write_bytes(target: str | Path, data: bytes) -> None:

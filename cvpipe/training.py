@@ -86,10 +86,10 @@ def load_checkpoint(path: Path, key: str) -> dict | None:
     """The checkpoint at ``path`` if it belongs to this run (same ``key``), else None."""
     if not path.is_file():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is ignored, not fatal
-        log.warning("ignoring unreadable checkpoint %s: %s", path, exc)
+    try:  # tensors and plain values only: a pickle that would run code is refused, never executed
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign checkpoint is ignored, not fatal
+        log.warning("ignoring checkpoint %s, which is not a plain checkpoint: %s", path, str(exc).splitlines()[0])
         return None
     if state.get("key") != key:
         log.info("checkpoint %s is for other data or params; starting afresh", path)

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from cvpipe import cli
 from cvpipe.errors import DataError, GateFailed, ParamsError
 from cvpipe.gate import CheckResult, GateConfig, build_frames, quarantine, run_checks
-from cvpipe.io import write_json, write_text
+from cvpipe.io import replace_dir, write_json, write_text
 from cvpipe.manifest import BOX_SCHEMA, MANIFEST_SCHEMA, MASK_SCHEMA, ManifestDir, read_manifest_dir, write_table
 from cvpipe.params import check_keys, choice, dataset_spec, load_params, mapping, number, string_list
 
@@ -96,9 +96,7 @@ def run(
         )
         summary = {**result.metrics(), "on_fail": on_fail, "task": cfg.task, "checks": [r.summary() for r in results]}
         write_json(staging / "summary.json", summary)
-        if report.exists():
-            shutil.rmtree(report)
-        staging.rename(report)
+        replace_dir(staging, report)
     if out is not None:
         if out.exists():
             shutil.rmtree(out)  # a stopped gate leaves nothing downstream could mistake for clean data

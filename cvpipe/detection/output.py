@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cvpipe.classmap import ClassMap
-from cvpipe.io import write_text
+from cvpipe.io import replace_dir, write_text
 
 
 @contextmanager
@@ -23,9 +23,7 @@ def staged_dir(target: Path) -> Iterator[Path]:
         staging = Path(tmp) / target.name
         staging.mkdir()
         yield staging
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        replace_dir(staging, target)
 
 
 def link_or_copy(src: Path, dst: str | Path) -> str:

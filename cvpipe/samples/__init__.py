@@ -5,12 +5,13 @@ The same readers serve these and the real downloads, so the whole pipeline can r
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from cvpipe.io import replace_dir
 
 
 def _generators() -> dict[str, Callable[[Path, np.random.Generator], None]]:
@@ -39,7 +40,5 @@ def generate(source: str, out: Path, seed: int = 0) -> Path:
         staging = Path(tmp) / out.name
         staging.mkdir()
         generators[source](staging, rng)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        replace_dir(staging, out)
     return out

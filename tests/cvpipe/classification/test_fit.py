@@ -84,3 +84,21 @@ def test_unknown_parameters_and_devices_are_named():
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="no CUDA device"):
             pick_device("cuda")
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running(tmp_path):
+    import pickle
+
+    from cvpipe.training import load_checkpoint
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))  # unpickling would create the marker file
+
+    planted = tmp_path / "checkpoints" / "k.pt"
+    planted.parent.mkdir()
+    torch.save({"key": "k", "epoch": 0, "payload": Payload()}, planted, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    assert load_checkpoint(planted, "k") is None
+    assert not marker.exists()
