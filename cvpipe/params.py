@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from cvpipe.errors import DataError, ParamsError
+from cvpipe.tasks import TASKS
 
 DEFAULT_PARAMS = Path("params.yaml")
-TASK_NAMES = ("classification", "detection", "segmentation")
 DATASET_KEYS = ("source", "task", "modes", "warn")
 
 
@@ -111,7 +111,7 @@ def dataset_spec(params: dict[str, Any], dataset: str) -> dict[str, Any]:
     for field in ("source", "task"):
         if not isinstance(spec.get(field), str):
             raise ParamsError(f"{key}.{field}", "missing (every dataset names its source layout and its task)")
-    choice(spec["task"], f"{key}.task", TASK_NAMES)
+    choice(spec["task"], f"{key}.task", TASKS)
     return spec
 
 

@@ -82,10 +82,6 @@ class Task(Protocol):
         """Score a registered model (``models:/...``), loaded as anyone would load it, on ``split``."""
 
 
-def task_names() -> list[str]:
-    return list(TASKS)
-
-
 def has_trainer(name: str) -> bool:
     return TASKS.get(name) is not None
 

@@ -18,17 +18,23 @@ from pathlib import Path
 from cvpipe.registry import DEFAULT_ROOT, tracking_uri
 
 
+def answers(url: str, timeout: float = 2) -> bool:
+    """Does a server answer ``url`` without a server error?"""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status < 500
+    except OSError:
+        return False
+
+
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before answering on {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 500:
-                    return
-        except OSError:
-            time.sleep(0.5)
+        if answers(url):
+            return
+        time.sleep(0.5)
     raise RuntimeError(f"nothing answered on {url} within {timeout:.0f} s")
 
 

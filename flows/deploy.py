@@ -78,14 +78,10 @@ def deployments(params_file: Path) -> list:
     return result
 
 
-def api_up(url: str, timeout: float = 2) -> bool:
-    import urllib.request
+def api_up(url: str) -> bool:
+    from cvpipe.ui import answers
 
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as response:
-            return response.status == 200
-    except OSError:
-        return False
+    return answers(f"{url.rstrip('/')}/health")
 
 
 def register(params_file: Path) -> list[str]:

@@ -25,11 +25,18 @@ from cvpipe import cli
 from cvpipe.errors import DataError, GateFailed, ParamsError
 from cvpipe.gate import CheckResult, GateConfig, build_frames, quarantine, run_checks
 from cvpipe.io import replace_dir, write_json, write_text
-from cvpipe.manifest import BOX_SCHEMA, MANIFEST_SCHEMA, MASK_SCHEMA, ManifestDir, read_manifest_dir, write_table
+from cvpipe.manifest import (
+    BOX_SCHEMA,
+    MANIFEST_SCHEMA,
+    MASK_SCHEMA,
+    ManifestDir,
+    read_manifest_dir,
+    write_table,
+)
 from cvpipe.params import check_keys, choice, dataset_spec, load_params, mapping, number, string_list
+from cvpipe.tasks import TASKS
 
 log = logging.getLogger(__name__)
-TASKS = ("classification", "detection", "segmentation")
 ON_FAIL = ("stop", "quarantine")
 SHOWN = 5  # examples per failed check on the console; the summary JSON keeps up to 20
 
@@ -195,7 +202,7 @@ def settings(params: dict) -> tuple[str, Path | None, int | None]:
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.validate", description=__doc__.splitlines()[0])
     parser.add_argument("--manifest-dir", required=True, type=Path, help="output folder of stages.ingest")
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--task", required=True, choices=list(TASKS))
     parser.add_argument("--report", required=True, type=Path, help="folder for Data Docs and summary.json")
     parser.add_argument("--out", type=Path, help="folder for the validated (clean) tables")
     parser.add_argument("--dataset", help="name under `datasets` in params.yaml (default: the manifest folder's name)")

@@ -60,9 +60,10 @@ def closure(modules: set[str], root: Path = REPO) -> set[Path]:
 def stage_modules(spec, params: dict) -> set[Path]:
     """What a stage's command imports, with the task registry resolved for its dataset."""
     files = closure({spec.module})
-    if REPO / "cvpipe/tasks.py" in files and "--dataset" in spec.args:
-        task = dataset_task(params, spec.args[spec.args.index("--dataset") + 1])
-        files |= closure({TASKS[task].split(":")[0]})
+    dispatches = "get_task(" in module_file(spec.module).read_text(encoding="utf-8")
+    if dispatches and "--dataset" in spec.args:
+        target = TASKS[dataset_task(params, spec.args[spec.args.index("--dataset") + 1])]
+        files |= closure({target.split(":")[0]}) if target else set()
     return files
 
 
