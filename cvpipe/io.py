@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,24 +14,56 @@ from typing import Any
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success."""
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only on success.
+
+    The temporary name is fixed (``.<name>.tmp``): what a killed writer left there is replaced by the
+    next write of the same file instead of piling up. It is created new (never through a link left
+    there) with the mode any new file gets under the umask.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = target.with_name(f".{target.name}.tmp")
+    tmp_path.unlink(missing_ok=True)
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the mode any new file gets
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+@contextmanager
+def staged_dir(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target`` that replaces it, as one unit, only if the block completes:
+    a kill at any moment leaves the old complete folder or the new one, never a mix of the two (and
+    the next run of the same output clears what the killed one left in ``.<name>.staging``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    room = _fresh(target.with_name(f".{target.name}.staging"))
+    room.mkdir()
+    try:
+        staging = room / target.name
+        staging.mkdir()
+        yield staging
+        replace_dir(staging, target)
+    finally:
+        shutil.rmtree(room, ignore_errors=True)
+
+
+def remove_dir(target: Path) -> None:
+    """Remove a folder so that no half-deleted copy is ever visible under its name."""
+    if target.exists():
+        aside = _fresh(target.with_name(f".{target.name}.removed"))
+        os.replace(target, aside)
+        shutil.rmtree(aside)
+
+
+def _fresh(path: Path) -> Path:
+    """``path``, after removing what an earlier, killed run left there."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    return path
 
 
 _RENAME_EXCHANGE = 2  # renameat2(2): swap two paths atomically (Linux 3.15+)
@@ -46,7 +77,7 @@ def replace_dir(staging: Path, target: Path) -> None:
         os.replace(staging, target)
         return
     if not _exchange(staging, target):
-        aside = staging.with_name(f".{target.name}.old")
+        aside = _fresh(target.with_name(f".{target.name}.old"))
         os.replace(target, aside)
         os.replace(staging, target)
         staging = aside

@@ -6,24 +6,13 @@ import csv
 import io
 import os
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from cvpipe.classmap import ClassMap
-from cvpipe.io import replace_dir, write_text
+from cvpipe.exif import needs_upright, upright_tag
+from cvpipe.io import read_file, write_bytes, write_text
 
-
-@contextmanager
-def staged_dir(target: Path) -> Iterator[Path]:
-    """A fresh folder beside ``target`` that replaces it only if the block completes."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
-        staging = Path(tmp) / target.name
-        staging.mkdir()
-        yield staging
-        replace_dir(staging, target)
+_HEAD = 8192  # the segments before a JPEG's image data, or its first Exif segment's IFD0, nearly always
 
 
 def link_or_copy(src: Path, dst: str | Path) -> str:
@@ -39,6 +28,24 @@ def link_or_copy(src: Path, dst: str | Path) -> str:
     except OSError:
         shutil.copy2(src, dst)
         return "copy"
+
+
+def place_image(src: Path, dst: str | Path) -> str:
+    """``link_or_copy``, except for a JPEG whose EXIF orientation is not 1: that is written as a copy with
+    the tag set to 1 (``cvpipe.exif``), so that readers which rotate by it, as ultralytics' loader does,
+    see the stored pixels the boxes refer to. Returns which was made; ``orientation_reset`` for that copy."""
+    fd = os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        head = os.read(fd, _HEAD)  # enough to decide for most files; the rest is read only if it may change
+    finally:
+        os.close(fd)
+    if needs_upright(head):
+        data = read_file(src)
+        upright = upright_tag(data)
+        if upright is not data:
+            write_bytes(dst, upright)
+            return "orientation_reset"
+    return link_or_copy(src, dst)
 
 
 def write_class_files(classes: ClassMap, out: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from cvpipe.detection.dataset import SPLITS, CleanBox, DetectionSet, clean_boxes, no_gc, output_names
-from cvpipe.detection.output import link_or_copy, staged_dir, write_class_files
-from cvpipe.io import write_text
+from cvpipe.detection.output import place_image, write_class_files
+from cvpipe.io import staged_dir, write_text
 from cvpipe.manifest import parallel_map
 
 
@@ -19,13 +19,17 @@ def label_text(boxes: list[CleanBox], width: int, height: int) -> str:
     """``class cx cy w h`` per line, normalised by the real image size; empty for a background image."""
     sx, sy = 1.0 / width, 1.0 / height
     return "".join(
-        "%d %.7f %.7f %.7f %.7f\n" % (c, (x0 + x1) * 0.5 * sx, (y0 + y1) * 0.5 * sy, (x1 - x0) * sx, (y1 - y0) * sy)
+        f"{c:d} {(x0 + x1) * 0.5 * sx:.7f} {(y0 + y1) * 0.5 * sy:.7f} {(x1 - x0) * sx:.7f} {(y1 - y0) * sy:.7f}\n"
         for c, x0, y0, x1, y1, *_ in boxes
     )
 
 
 def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, workers: int | None = 1) -> dict:
-    """Write the dataset under ``out`` (replacing it atomically); returns the counts, also in conversion.json."""
+    """Write the dataset under ``out`` (replacing it atomically); returns the counts, also in conversion.json.
+
+    Images are linked, but a JPEG whose EXIF orientation is not 1 is copied with the tag set to 1: labels
+    refer to the stored pixels, and ultralytics would otherwise rotate the image under them (cvpipe.exif).
+    """
     with no_gc():
         boxes, counts, dropped = clean_boxes(dset, drop_difficult)
     names = output_names(dset.items)
@@ -44,7 +48,7 @@ def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, work
                 os.write(fd, label_text(boxes[k], item.width, item.height).encode())
             finally:
                 os.close(fd)
-            return link_or_copy(item.file, f"{base}/images/{item.split}/{name}{item.file.suffix}")
+            return place_image(item.file, f"{base}/images/{item.split}/{name}{item.file.suffix}")
 
         links = Counter(parallel_map(write, range(len(dset.items)), "yolo", workers, chunk=256))
         data = {"path": out.as_posix(), **{s: f"images/{s}" for s in splits},

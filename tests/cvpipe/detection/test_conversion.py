@@ -44,8 +44,8 @@ def test_voc_to_yolo_and_back_within_a_pixel(underground, tmp_path):
 
         w, h = Image.open(image).size
         back = read_labels(label, w, h)
-        for got, want in zip(sorted(back), sorted(expected[label.stem])):
-            assert got[0] == want[0] and max(abs(g - x) for g, x in zip(got[1:], want[1:])) <= 1
+        for got, want in zip(sorted(back), sorted(expected[label.stem]), strict=True):
+            assert got[0] == want[0] and max(abs(g - x) for g, x in zip(got[1:], want[1:], strict=True)) <= 1
         seen += len(back)
     assert seen == report["boxes"]
     assert set(report["images"]) == {"train", "val"} and sum(report["images"].values()) == 36
@@ -181,7 +181,9 @@ def test_malformed_coco_names_the_file(tmp_path):
     bad = tmp_path / "instances_train2017.json"
     bad.write_text('{"images": [{"id": "x", "file_name": "a.jpg"}], "categories": []}')
     (tmp_path / "img").mkdir()
-    with pytest.raises(DataError, match=r"instances_train2017.json: not a COCO instances file: Expected `int`, got `str` - at `\$.images\[0\].id`"):
+    with pytest.raises(
+        DataError, match=r"instances_train2017.json: not a COCO instances file: Expected `int`, got `str` - at `\$.images\[0\].id`"
+    ):
         convert.run("coco-yolo", tmp_path / "y", bad, tmp_path / "img")
 
 
@@ -202,8 +204,8 @@ def test_coco128_matches_ultralytics_convert_coco(realdata, tmp_path):
         a = sorted(tuple(map(float, line.split())) for line in path.read_text().splitlines())
         b = sorted(tuple(map(float, line.split())) for line in mine[stem].read_text().splitlines())
         assert len(a) == len(b), stem
-        for x, y in zip(a, b):
-            assert x[0] == y[0] and max(abs(p - q) for p, q in zip(x[1:], y[1:])) <= 1e-6, (stem, x, y)
+        for x, y in zip(a, b, strict=True):
+            assert x[0] == y[0] and max(abs(p - q) for p, q in zip(x[1:], y[1:], strict=True)) <= 1e-6, (stem, x, y)
         total += len(a)
     assert total == 929
     names = yaml.safe_load((ours / "data.yaml").read_text())["names"]
@@ -228,11 +230,11 @@ def test_voc_to_tfrecord_read_back_independently(underground, tmp_path):
         assert ex["image/format"] == [b"jpeg"]
         w, h = ex["image/width"][0], ex["image/height"][0]
         got = sorted(zip(ex["image/object/class/label"], ex["image/object/bbox/xmin"], ex["image/object/bbox/ymin"],
-                         ex["image/object/bbox/xmax"], ex["image/object/bbox/ymax"]))
+                         ex["image/object/bbox/xmax"], ex["image/object/bbox/ymax"], strict=True))
         want = sorted((c + 1, x0 / w, y0 / h, x1 / w, y1 / h) for c, x0, y0, x1, y1 in expected[Path(filename).stem])
         assert len(got) == len(want)
-        for g, x in zip(got, want):
-            assert g[0] == x[0] and max(abs(p - q) for p, q in zip(g[1:], x[1:])) <= 1e-6  # float32 on disk
+        for g, x in zip(got, want, strict=True):
+            assert g[0] == x[0] and max(abs(p - q) for p, q in zip(g[1:], x[1:], strict=True)) <= 1e-6  # float32 on disk
         assert [t.decode() for t in ex["image/object/class/text"]] == [names[c - 1] for c in ex["image/object/class/label"]]
         assert ex["image/object/view"] == [b"Unspecified"] * len(got)
         assert len(ex["image/object/difficult"]) == len(ex["image/object/truncated"]) == len(got)
@@ -330,3 +332,23 @@ def test_unreadable_image_in_tfrecord_conversion_names_the_file(underground, tmp
     with pytest.raises(DataError, match=rf"{bad.name}: cannot read the image"):
         convert.run("voc-tfrecord", tmp_path / "tf", root / "annotations", root / "images")
     assert not (tmp_path / "tf").exists()
+
+
+def test_label_map_pbtxt_parses_back_to_every_class_name_whatever_its_characters():
+    """The gate refuses such names; a converter run on its own still writes a label map that parses."""
+    from google.protobuf import text_format
+
+    from cvpipe.classmap import ClassMap
+    from cvpipe.detection.tfrecord import label_map
+
+    names = ['a "quoted" name', "o'clock", "back\\slash", "new\nline", "tab\there", "bell\x07", "ünïcode"]
+    tokens = text_format.Tokenizer(label_map(ClassMap.from_names(names)).splitlines())
+    parsed = []
+    while not tokens.AtEnd():
+        if tokens.token == "name":
+            tokens.NextToken()
+            tokens.Consume(":")
+            parsed.append(tokens.ConsumeString())
+        else:
+            tokens.NextToken()
+    assert parsed == names
