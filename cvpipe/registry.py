@@ -1,4 +1,5 @@
-"""MLflow: where runs go, flattened params, lineage, and the promotion gate (task-independent).
+"""MLflow: where runs go, flattened params, lineage, the promotion gate, and reconciling what a killed
+run left behind (task-independent).
 
 Default store: SQLite at ``mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``;
 ``MLFLOW_TRACKING_URI`` points everything at a server (or another store) instead.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,11 @@ import yaml
 
 DEFAULT_ROOT = Path("mlruns")
 CHAMPION, CHALLENGER = "champion", "challenger"
+ABANDONED = "abandoned"  # the decision of a version whose register run was interrupted
+DECISION_TAG, REASON_TAG = "promotion.decision", "promotion.reason"
+REPLACES_TAG = "promotion.replaces"  # the version that held the alias before this one took it ("" none)
+PID_TAG, HOST_TAG = "cvpipe.pid", "cvpipe.host"  # who is making a run, to tell a live run from a killed one
+RECONCILED_TAG = "cvpipe.reconciled"
 
 
 def tracking_uri(root: Path = DEFAULT_ROOT) -> str:
@@ -29,16 +36,19 @@ def tracking_uri(root: Path = DEFAULT_ROOT) -> str:
 
 
 def ensure_experiment(name: str, root: Path = DEFAULT_ROOT) -> str:
-    """The experiment's id; a new one keeps its artifacts under ``root/artifacts`` on a local store."""
+    """The experiment's id; a new one on a SQLite store keeps its artifacts in ``artifacts/`` beside the
+    database file (MLflow's own default, ``./mlruns`` of whatever folder the command ran in, would
+    scatter them); a tracking server decides for itself."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(root))
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     location = None
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        location = (root / "artifacts").resolve().as_uri()
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     return mlflow.create_experiment(name, artifact_location=location)
 
 
@@ -57,8 +67,10 @@ def flatten(params: dict, prefix: str = "") -> dict[str, Any]:
 def git_commit(cwd: Path = Path(".")) -> str:
     """HEAD's commit, with ``-dirty`` when tracked files differ; ``unknown`` outside a git checkout."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+        commit, dirty = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
@@ -113,3 +125,91 @@ def promotion_decision(new: float, new_per_group: dict[str, float], champion: fl
                                f"{metric} rises from {champion:.4f} to {new:.4f}")
     return Decision(True, f"{metric} {new:.4f} beats the champion's {champion:.4f} by more than {margin}; "
                           f"no {group} drops more than {tolerance}")
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What :func:`reconcile` did: runs ended as KILLED, versions marked abandoned, runs left RUNNING."""
+
+    runs: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
+    live: tuple[str, ...] = ()  # RUNNING runs whose process may still be at work (another host, a live pid)
+
+
+def process_tags() -> dict[str, str]:
+    """This process's id and host, as tags for a run it starts."""
+    return {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process that made a run is known to be gone: the run has no :func:`process_tags` (it
+    predates them), or it was made on this host by a process id that no longer exists. A run made on
+    another host counts as alive: nothing here can tell (a reused pid errs the same, safe, way)."""
+    pid = tags.get(PID_TAG)
+    if pid is None:
+        return True
+    if tags.get(HOST_TAG) != socket.gethostname():
+        return False
+    try:
+        number = int(pid)
+        if number <= 0:  # 0 and negative ids signal process groups, not a process
+            return True
+        os.kill(number, 0)
+    except (ValueError, ProcessLookupError):
+        return True
+    except PermissionError:  # alive, and another user's
+        return False
+    return False
+
+
+def reconcile(client, experiment_id: str, name: str) -> Reconciled:
+    """Clean up after register runs of experiment ``experiment_id`` that were killed, so that the
+    registered model ``name`` has no orphan. A version's decision counts only once its run FINISHED.
+
+    1. A RUNNING run whose process is gone (:func:`process_gone`) is ended as KILLED and tagged
+       ``cvpipe.reconciled=killed``; a RUNNING run whose process may be alive is left alone.
+    2. A version without a decision, or with one whose run did not finish (KILLED, FAILED), is marked
+       ``promotion.decision=abandoned`` (and ``cvpipe.reconciled=abandoned``), unless its run is one
+       left alone in 1. Its decision is never applied: the next run registers the same model again and
+       is gated as a clean run would be. An alias the gate gave it goes back to the version it replaced
+       (``promotion.replaces``), or is removed when there was none.
+
+    Each write comes before the one that marks it done, so a reconciliation that is itself killed is
+    finished by the next one.
+    """
+    killed, live = [], []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        if process_gone(run.data.tags):
+            client.set_tag(run.info.run_id, RECONCILED_TAG, "killed")
+            client.set_terminated(run.info.run_id, "KILLED")
+            killed.append(run.info.run_id)
+        else:
+            live.append(run.info.run_id)
+    unfinished = {r.info.run_id: r.info.status for r in client.search_runs([experiment_id], "attributes.status != 'FINISHED'")}
+    versions = client.search_model_versions(f"name = '{name}'")
+    holders = {alias: str(v) for alias, v in client.get_registered_model(name).aliases.items()} if versions else {}
+    decided = {str(v.version) for v in versions if v.tags.get(DECISION_TAG) not in (None, ABANDONED)}
+    abandoned = []
+    for version in sorted(versions, key=lambda v: -int(v.version)):  # newest first: an alias walks back one step each
+        decision = version.tags.get(DECISION_TAG)
+        if decision == ABANDONED or version.run_id in live or (decision and version.run_id not in unfinished):
+            continue
+        number = str(version.version)
+        for alias in (CHAMPION, CHALLENGER):
+            if holders.get(alias) != number:
+                continue
+            previous = version.tags.get(REPLACES_TAG, "") if alias == decision else ""
+            if previous in decided and previous not in abandoned:
+                client.set_registered_model_alias(name, alias, previous)
+                holders[alias] = previous
+            else:
+                client.delete_registered_model_alias(name, alias)
+                holders.pop(alias)
+        ended = f"its register run {version.run_id} ended {unfinished[version.run_id]}" if version.run_id in unfinished \
+            else "no decision was recorded"
+        client.set_model_version_tag(name, number, REASON_TAG, f"{ended} before the decision was complete; "
+                                                               "a later run registers the model again")
+        client.set_model_version_tag(name, number, RECONCILED_TAG, ABANDONED)
+        client.set_model_version_tag(name, number, DECISION_TAG, ABANDONED)
+        abandoned.append(number)
+    return Reconciled(tuple(killed), tuple(abandoned), tuple(live))

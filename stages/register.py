@@ -12,6 +12,14 @@ the new version takes ``champion`` only if the task's primary metric (macro-F1 f
 is higher by more than ``registry.margin`` and no class's score drops by more than
 ``registry.tolerance``; otherwise it gets ``challenger``. Decision and reason are tags on the run
 and the version, and are written to ``reports/register/<dataset>.json``.
+
+A killed run is reconciled by the next one (:func:`cvpipe.registry.reconcile`): each run is tagged
+with its process id and host (``cvpipe.pid``, ``cvpipe.host``); before registering, a RUNNING run of
+the experiment made on this host by a process that no longer exists (or with no such tags) is ended
+as KILLED, and every version of the model without a decision from a finished run is marked
+``promotion.decision=abandoned``, handing back any alias it took. The rerun is then gated exactly as
+a clean run would be; only its version number differs. What was reconciled is logged and returned
+(``reconciled_runs``, ``reconciled_versions``), but is not part of the report: that holds the outcome.
 """
 
 from __future__ import annotations
@@ -34,16 +42,22 @@ from cvpipe.registry import (
     CHALLENGER,
     CHAMPION,
     DEFAULT_ROOT,
+    REPLACES_TAG,
+    Reconciled,
     alias_version,
     dvc_lineage,
     ensure_experiment,
     flatten,
     git_commit,
+    process_tags,
     promotion_decision,
+    reconcile,
 )
 from cvpipe.tasks import get_task
 
 log = logging.getLogger(__name__)
+# not in the report: it holds the outcome, the same bytes for the same outcome, so dvc.lock can hold it
+NOT_REPORTED = ("run_id", "reconciled_runs", "reconciled_versions")
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,8 @@ class RegisterResult:
     score: float
     champion_score: float | None
     champion_version: str | None
+    reconciled_runs: tuple[str, ...] = ()  # runs of killed earlier attempts, ended as KILLED before this one
+    reconciled_versions: tuple[str, ...] = ()  # their versions, marked abandoned
 
 
 def run(
@@ -94,7 +110,10 @@ def run(
         "data.digest": trained["data_digest"],
         "params.digest": trained["params_digest"],
     } | (dvc_lineage(lineage, dataset) if lineage else {})
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{dataset}-{trained['model']}", tags=tags) as active:
+    reconciled = reconcile(client, experiment, name)
+    _log_reconciled(reconciled, name)
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{dataset}-{trained['model']}",
+                          tags=tags | process_tags()) as active:
         mlflow.log_params(flatten({"train": trained["params"]}) | {"dataset": dataset, "device": trained["device"]})
         with open(model_dir / "history.csv", encoding="utf-8") as f:
             for row in csv.DictReader(f):
@@ -125,7 +144,6 @@ def run(
         decision = promotion_decision(new.primary, new.per_group, old.primary if old else None, old.per_group if old else None,
                                       margin, tolerance, metric, implementation.group_name)
         alias = CHAMPION if decision.promote else CHALLENGER
-        client.set_registered_model_alias(name, alias, version)
         gate = {
             "promotion.decision": alias,
             "promotion.reason": decision.reason,
@@ -133,13 +151,30 @@ def run(
             f"promotion.{metric}": f"{new.primary:.6f}",
             "promotion.champion_version": champion or "",
             f"promotion.champion_{metric}": f"{old.primary:.6f}" if old else "",
+            REPLACES_TAG: alias_version(client, name, alias) or "",
         }
-        mlflow.set_tags(gate)
+        # the version's tags before the alias: a run killed after moving the alias must say where it was
         for key, value in gate.items():
             client.set_model_version_tag(name, version, key, value)
+        client.set_registered_model_alias(name, alias, version)
+        mlflow.set_tags(gate)
         result = RegisterResult(name, version, alias, decision.promote, decision.reason, active.info.run_id, metric,
-                                round(new.primary, 6), round(old.primary, 6) if old else None, champion)
+                                round(new.primary, 6), round(old.primary, 6) if old else None, champion,
+                                reconciled.runs, reconciled.versions)
     return result
+
+
+def _log_reconciled(reconciled: Reconciled, name: str) -> None:
+    if reconciled.runs or reconciled.versions:
+        log.info("register: reconciled %s and %s of %s", _count(reconciled.runs, "interrupted run"),
+                 _count(reconciled.versions, "undecided version"), name)
+    if reconciled.live:
+        log.info("register: left %s of %s RUNNING: %s (their process may be alive)",
+                 _count(reconciled.live, "run"), name, ", ".join(reconciled.live))
+
+
+def _count(items: tuple[str, ...], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _json(path: Path) -> dict:
@@ -168,8 +203,8 @@ def execute(args: argparse.Namespace) -> RegisterResult:
     result = run(args.dataset, task, args.model_dir or Path("models") / args.dataset,
                  args.eval_dir or Path("reports/evaluate") / args.dataset, args.manifest_dir or Path("data/validated") / args.dataset,
                  margin, tolerance, args.lineage)
-    # the outcome without the run id: the same bytes for the same outcome, so dvc.lock can hold it
-    write_json(args.out or Path("reports/register") / f"{args.dataset}.json", {k: v for k, v in asdict(result).items() if k != "run_id"})
+    write_json(args.out or Path("reports/register") / f"{args.dataset}.json",
+               {k: v for k, v in asdict(result).items() if k not in NOT_REPORTED})
     log.info("MLflow run %s", result.run_id)
     log.info("%s version %s -> @%s: %s", result.model_name, result.version, result.alias, result.reason)
     return result
