@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ class Frames:
     classes: pd.DataFrame
     boxes: pd.DataFrame | None = None
     masks: pd.DataFrame | None = None
+    splits: pd.DataFrame | None = None
     decode: DecodeStats = field(default_factory=DecodeStats)
 
 
@@ -100,12 +103,25 @@ def build_frames(manifest: ManifestDir, cfg: GateConfig, cache: Path | None, wor
     labels = sorted(root.glob("stage1_train_labels*.csv")) if cfg.source == "dsb2018" else []
     if labels:
         images["rle_error"] = _rle_errors(labels[0], root, images, masks, workers)
+    # label files are named by the image's stem: x.jpg and x.PNG would write one x.txt
+    images["stem_key"] = [os.path.splitext(p)[0].casefold() for p in images["path"]] if cfg.task == "detection" else None
     if boxes is not None:
         boxes = _box_frame(boxes, images, cfg)
     if masks is not None:
         size = images.set_index("path")[["width", "height"]].rename(columns=lambda c: f"image_{c}")
         masks = masks.join(size, on="path")
-    return Frames(images, _class_frame(images, boxes, masks, classes, cfg), boxes, masks, stats)
+    classes_frame = _class_frame(images, boxes, masks, classes, cfg)
+    return Frames(images, classes_frame, boxes, masks, _split_frame(images, manifest.splits), stats)
+
+
+def _split_frame(images: pd.DataFrame, declared: dict[str, str]) -> pd.DataFrame:
+    """Images per split: every split the layout declares (a folder, an annotation file), and the whole set."""
+    counts = images["split"].value_counts()
+    names = sorted(set(declared) | set(counts.index), key=lambda s: (SPLIT_ORDER.get(s, 3), s))
+    rows = [{"split": s, "where": declared.get(s, ""), "images": int(counts.get(s, 0))} for s in names]
+    if not rows:
+        rows = [{"split": "(all)", "where": ".", "images": 0}]
+    return pd.DataFrame(rows, columns=["split", "where", "images"])
 
 
 def _leaks(images: pd.DataFrame) -> list[str | None]:
@@ -159,6 +175,13 @@ def _box_frame(boxes: pd.DataFrame, images: pd.DataFrame, cfg: GateConfig) -> pd
     parsed = boxes["error"].isna()
     boxes["image_found"] = ~parsed | boxes["path"].isin(size.index)
     boxes["class_known"] = ~parsed | boxes["class_index"].notna()
+    corners = ["x_min", "y_min", "x_max", "y_max"]
+    # NaN is "missing" to every expectation, so it would pass them all: finiteness is a check of its
+    # own, and a non-finite corner is hidden from the others (one defect, one failed check).
+    values = boxes[corners].to_numpy(dtype="float64")
+    boxes["finite"] = ~parsed | np.isfinite(values).all(axis=1)
+    boxes["corners"] = [", ".join(f"{v:g}" for v in row) for row in values]
+    boxes[corners] = boxes[corners].where(np.isfinite(values))
     boxes["abs_area"] = (boxes["x_max"] - boxes["x_min"]).abs() * (boxes["y_max"] - boxes["y_min"]).abs()
     boxes["x_limit"] = boxes["width"] + cfg.box_tolerance
     boxes["y_limit"] = boxes["height"] + cfg.box_tolerance
@@ -177,9 +200,23 @@ def _class_frame(images, boxes, masks, classes: ClassMap, cfg: GateConfig) -> pd
         with_masks = masks["path"].nunique() if masks is not None else 0
         counts = pd.Series({classes.names[0]: with_masks})
     frame = pd.DataFrame({"class": classes.names, "images": [int(counts.get(n, 0)) for n in classes.names]})
+    frame["folded"] = [n.strip().casefold() for n in classes.names]  # Kiwi, kiwi and "Kiwi " are one class
+    frame["name_problem"] = [name_problem(n) for n in classes.names]
     # Size and balance are judged over the classes that occur; an absent one fails classes.present.
     frame["present_images"] = frame["images"].where(frame["images"] > 0).astype("float64")
     return frame
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a class name for the files made from it (data.yaml, label_map.pbtxt), or None."""
+    if not name.strip():
+        return "empty name"
+    if name != name.strip():
+        return "leading or trailing white space"
+    bad = sorted({c for c in name if unicodedata.category(c).startswith("C") or c in "\"\\"})
+    if bad:
+        return f"contains {', '.join(repr(c) for c in bad)}, which label_map.pbtxt and data.yaml readers mangle"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -216,8 +253,21 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
             gxe.ExpectCompoundColumnsToBeUnique(column_list=["split", "sha256"], ignore_row_if="any_value_is_missing"),
             lambda r: f"same content ({r['sha256'][:12]}) as another {r['split']} image",
         ),
-        Check("images.no_leakage", "images", gxe.ExpectColumnValuesToBeNull(column="leak_with"), lambda r: f"also in another split as {r['leak_with']}"),
+        Check(
+            "images.no_leakage", "images", gxe.ExpectColumnValuesToBeNull(column="leak_with"),
+            lambda r: f"also in another split as {r['leak_with']}",
+        ),
+        Check(
+            "images.unique_id", "images",
+            gxe.ExpectCompoundColumnsToBeUnique(column_list=["split", "source_id"], ignore_row_if="any_value_is_missing"),
+            lambda r: f"image id {r['source_id']} is given to another {r['split']} image too",
+        ),
     ]
+    if cfg.task == "detection":
+        out.append(Check(
+            "images.unique_stem", "images", gxe.ExpectColumnValuesToBeUnique(column="stem_key"),
+            lambda r: "another image has the same name but for its extension: their label files would collide",
+        ))
     if cfg.task == "classification":
         out.append(Check(
             "images.label_known", "images", gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(cls["class"])),
@@ -241,6 +291,11 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
 
     top = int(cls["images"].max()) if len(cls) else 0
     out += [
+        Check("splits.non_empty", "splits", gxe.ExpectColumnValuesToBeBetween(column="images", min_value=1),
+              lambda r: "no images"),
+        Check("classes.distinct_names", "classes", gxe.ExpectColumnValuesToBeUnique(column="folded"),
+              lambda r: "another class has the same name but for case or surrounding spaces"),
+        Check("classes.name", "classes", gxe.ExpectColumnValuesToBeNull(column="name_problem"), lambda r: r["name_problem"]),
         Check(
             "classes.present", "classes", gxe.ExpectColumnValuesToBeBetween(column="images", min_value=1),
             lambda r: "declared, but no training image has it",
@@ -258,9 +313,14 @@ def checks(cfg: GateConfig, frames: Frames) -> list[Check]:
     ]
     if frames.boxes is not None:
         tol = cfg.box_tolerance
-        corner = lambda r: f"box ({r['x_min']:g}, {r['y_min']:g}, {r['x_max']:g}, {r['y_max']:g})"  # noqa: E731
+        corner = lambda r: f"box ({r['corners']})"  # noqa: E731
         out += [
             Check("boxes.parse", "boxes", gxe.ExpectColumnValuesToBeNull(column="error"), lambda r: r["error"]),
+            Check("boxes.finite", "boxes", gxe.ExpectColumnValuesToBeInSet(column="finite", value_set=[True]),
+                  lambda r: f"{corner(r)} has a coordinate that is not a finite number"),
+            Check("boxes.unique_id", "boxes",
+                  gxe.ExpectCompoundColumnsToBeUnique(column_list=["annotation", "source_id"], ignore_row_if="any_value_is_missing"),
+                  lambda r: f"annotation id {r['source_id']} is used by another box too"),
             Check("boxes.image_known", "boxes", gxe.ExpectColumnValuesToBeInSet(column="image_found", value_set=[True]),
                   lambda r: f"refers to image {r['source_image']!r}, which the dataset does not have"),
             Check("boxes.class_known", "boxes", gxe.ExpectColumnValuesToBeInSet(column="class_known", value_set=[True]),
@@ -318,6 +378,8 @@ def example(table: str, row: dict) -> str:
         return str(row["mask_path"])
     if table == "classes":
         return f"class {row['class']!r}"
+    if table == "splits":
+        return f"split {row['split']!r} ({row['where']})" if row.get("where") else f"split {row['split']!r}"
     return str(row["path"])
 
 
@@ -345,7 +407,7 @@ def run_checks(cfg: GateConfig, frames: Frames, docs_dir: Path | None, name: str
     source = context.data_sources.add_pandas(name)
     all_checks = checks(cfg, frames)
     results: list[CheckResult] = []
-    for table in ("images", "classes", "boxes", "masks"):
+    for table in ("images", "splits", "classes", "boxes", "masks"):
         frame = getattr(frames, table)
         table_checks = [c for c in all_checks if c.table == table]
         if frame is None or not table_checks:
@@ -421,11 +483,18 @@ def quarantine(results: list[CheckResult]) -> Quarantine:
     for r in results:
         if r.passed or not r.blocking:
             continue
-        if r.table == "classes":
+        if r.table in ("classes", "splits"):
             q.unfixable.append(r)
             continue
         rows = r.rows
-        if r.check == "images.unique_in_split":
+        if r.check == "images.unique_stem":  # keep the first of each name
+            seen_stems: set[str] = set()
+            rows = []
+            for row in r.rows:
+                if row["stem_key"] in seen_stems:
+                    rows.append(row)
+                seen_stems.add(row["stem_key"])
+        elif r.check == "images.unique_in_split":
             seen: set[tuple[str, str]] = set()
             rows = []
             for row in r.rows:

@@ -116,6 +116,7 @@ class ReadResult:
     boxes: list[dict] | None = None
     masks: list[MaskRef] | None = None
     notes: dict[str, int] = field(default_factory=dict)
+    splits: list[tuple[str, str]] = field(default_factory=list)  # (split, folder or file declaring it)
 
 
 def parallel_map(
@@ -163,7 +164,43 @@ def _open_header(file: Path) -> tuple[int | None, int | None, str | None, int | 
         return None, None, None, None, f"{type(exc).__name__}: {exc}"
 
 
-def probe_image(ref: ImageRef) -> dict:
+class Confinement:
+    """Where a dataset's files may really live: under its root (or in the project's DVC cache, where
+    ``cache.type`` symlink or hardlink points them). A path with ``../``, an absolute path, or a
+    symbolic link (to a file or through a folder) that resolves elsewhere is refused, so nothing
+    outside the dataset can be read, hashed or trained on as if it were part of it."""
+
+    def __init__(self, root: Path) -> None:
+        real = os.path.realpath(root)
+        self.allowed = [real + os.sep]
+        for folder in (Path(real), *Path(real).parents):  # a DVC project's default cache
+            if (folder / ".dvc").is_dir():
+                self.allowed.append(os.path.realpath(folder / ".dvc" / "cache") + os.sep)
+                break
+        self._folders: dict[str, str] = {}
+
+    def _inside(self, real: str) -> bool:
+        return any(real.startswith(a) for a in self.allowed)
+
+    def problem(self, file: str | Path, path: str) -> str | None:
+        """Why ``file`` (``path`` relative to the root) may not be read, or None."""
+        if os.path.isabs(path) or ".." in path.split("/"):
+            return f"{path!r} lies outside the dataset root"
+        file = os.fspath(file)
+        folder = os.path.dirname(file)
+        real_folder = self._folders.get(folder)
+        if real_folder is None:
+            real_folder = self._folders[folder] = os.path.realpath(folder)
+        if not self._inside(real_folder + os.sep):
+            return f"its folder resolves to {real_folder}, outside the dataset root (a symbolic link?)"
+        if os.path.islink(file):
+            target = os.path.realpath(file)
+            if not self._inside(target):
+                return f"symbolic link to {target}, outside the dataset root"
+        return None
+
+
+def probe_image(ref: ImageRef, confine: Confinement | None = None) -> dict:
     """Manifest row for one image: hash, size, mode. Problems are recorded for the data gate."""
     row = {
         "path": ref.path,
@@ -182,7 +219,9 @@ def probe_image(ref: ImageRef) -> dict:
         "annotation_error": ref.annotation_error,
         "probe_error": None,
     }
-    if ref.locate_error is None and not ref.file.is_file():
+    if ref.locate_error is None and confine is not None:
+        row["locate_error"] = confine.problem(ref.file, ref.path)
+    if row["locate_error"] is None and not ref.file.is_file():
         row["locate_error"] = "no such image file"
     if row["locate_error"] is None:
         row["width"], row["height"], row["mode"], row["channels"], row["probe_error"] = _open_header(ref.file)
@@ -190,20 +229,23 @@ def probe_image(ref: ImageRef) -> dict:
     return row
 
 
-def probe_mask(ref: MaskRef) -> dict:
+def probe_mask(ref: MaskRef, confine: Confinement | None = None) -> dict:
     """Mask row: hash, size and foreground area (the mask is decoded)."""
     row = {
         "path": ref.path,
         "split": ref.split,
         "mask_path": ref.mask_path,
-        "mask_sha256": sha256_file(ref.file),
+        "mask_sha256": None,
         "width": None,
         "height": None,
         "area": None,
         "binary": None,
-        "probe_error": None,
+        "probe_error": confine.problem(ref.file, ref.mask_path) if confine is not None else None,
     }
+    if row["probe_error"] is not None:
+        return row
     try:
+        row["mask_sha256"] = sha256_file(ref.file)
         with open_image(ref.file) as im:
             row["width"], row["height"] = im.width, im.height
             pixels = np.asarray(im)
@@ -256,6 +298,7 @@ class ManifestDir:
     images: pa.Table
     boxes: pa.Table | None = None
     masks: pa.Table | None = None
+    splits: dict[str, str] = field(default_factory=dict)  # split -> the folders or files that declare it
 
     def file(self, name: str) -> Path:
         return self.folder / name
@@ -298,7 +341,16 @@ def read_manifest_dir(
         raise DataError(folder / "manifest.parquet", f"empty manifest: no images (is data/raw/{folder.name} empty?)")
     boxes = _read_parquet(folder / "boxes.parquet") if (folder / "boxes.parquet").is_file() else None
     masks = _read_parquet(folder / "masks.parquet") if (folder / "masks.parquet").is_file() else None
-    return ManifestDir(folder, info["source"], info["task"], Path(root or info["root"]), classes, images, boxes, masks)
+    # dataset.json counts the rows ingest wrote: tables of two different runs are never mixed silently
+    for name, table in (("manifest.parquet", images), ("boxes.parquet", boxes), ("masks.parquet", masks)):
+        expected = (info.get("rows") or {}).get(name)
+        if expected is not None and (table is None or table.num_rows != expected):
+            found = "missing" if table is None else f"{table.num_rows} rows"
+            raise DataError(folder / name, f"{found}, but dataset.json says {expected}: the folder mixes files of "
+                            f"different runs; {MAKE_IT}")
+    splits = info.get("splits") if isinstance(info.get("splits"), dict) else {}
+    return ManifestDir(folder, info["source"], info["task"], Path(root or info["root"]), classes, images, boxes, masks,
+                       {str(k): str(v) for k, v in splits.items()})
 
 
 def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:

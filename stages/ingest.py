@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections import Counter
@@ -15,11 +16,12 @@ from pathlib import Path
 from cvpipe import cli
 from cvpipe.datasets import SOURCES, reader_for
 from cvpipe.errors import ParamsError
-from cvpipe.io import write_json
+from cvpipe.io import staged_dir, write_json
 from cvpipe.manifest import (
     BOX_SCHEMA,
     MANIFEST_SCHEMA,
     MASK_SCHEMA,
+    Confinement,
     parallel_map,
     probe_image,
     probe_mask,
@@ -64,27 +66,33 @@ def run(
     if source == "voc":
         options["classes_file"] = classes_file
     found = reader_for(source)(root, **options)
-    out.mkdir(parents=True, exist_ok=True)
+    confine = Confinement(root)
 
     splits: Counter[str] = Counter()
     unreadable = 0
 
     def rows():
         nonlocal unreadable
-        for row in parallel_map(probe_image, found.images, f"{source} images", workers):
+        for row in parallel_map(functools.partial(probe_image, confine=confine), found.images, f"{source} images", workers):
             splits[row["split"]] += 1
             unreadable += any(row[k] is not None for k in ("locate_error", "annotation_error", "probe_error"))
             yield row
 
-    n_images = write_table(rows(), MANIFEST_SCHEMA, out / "manifest.parquet")
-    n_boxes = n_masks = None
-    if found.boxes is not None:
-        n_boxes = write_table(found.boxes, BOX_SCHEMA, out / "boxes.parquet")
-    if found.masks is not None:
-        masks = parallel_map(probe_mask, found.masks, f"{source} masks", workers)
-        n_masks = write_table(masks, MASK_SCHEMA, out / "masks.parquet")
-    found.classes.save(out / "classes.json")
-    write_json(out / "dataset.json", {"source": source, "task": found.task, "root": root.as_posix()})
+    with staged_dir(out) as staging:  # the folder is replaced as one unit: never new tables beside old ones
+        counts = {"manifest.parquet": write_table(rows(), MANIFEST_SCHEMA, staging / "manifest.parquet")}
+        if found.boxes is not None:
+            counts["boxes.parquet"] = write_table(found.boxes, BOX_SCHEMA, staging / "boxes.parquet")
+        if found.masks is not None:
+            masks = parallel_map(functools.partial(probe_mask, confine=confine), found.masks, f"{source} masks", workers)
+            counts["masks.parquet"] = write_table(masks, MASK_SCHEMA, staging / "masks.parquet")
+        found.classes.save(staging / "classes.json")
+        declared: dict[str, list[str]] = {}
+        for split, where in found.splits:
+            declared.setdefault(split, []).append(where)
+        info = {"source": source, "task": found.task, "root": root.as_posix(), "rows": counts,
+                "splits": {split: ", ".join(sorted(wheres)) for split, wheres in sorted(declared.items())}}
+        write_json(staging / "dataset.json", info)
+    n_images, n_boxes, n_masks = counts["manifest.parquet"], counts.get("boxes.parquet"), counts.get("masks.parquet")
 
     result = IngestResult(
         source=source,

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import logging
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from cvpipe import cli
 from cvpipe.errors import DataError, GateFailed, ParamsError
 from cvpipe.gate import CheckResult, GateConfig, build_frames, quarantine, run_checks
-from cvpipe.io import replace_dir, write_json, write_text
+from cvpipe.io import remove_dir, staged_dir, write_json, write_text
 from cvpipe.manifest import (
     BOX_SCHEMA,
     MANIFEST_SCHEMA,
@@ -80,9 +80,7 @@ def run(
         raise DataError(manifest.file("dataset.json"), f"task is {manifest.task!r}, validated as {cfg.task!r}")
     name = name or manifest_dir.name
 
-    report.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{report.name}.", dir=report.parent) as tmp:
-        staging = Path(tmp) / report.name
+    with staged_dir(report) as staging:  # Data Docs and summary.json replaced as one unit
         frames = build_frames(manifest, cfg, cache, workers)
         results = run_checks(cfg, frames, staging / "data_docs", name)
         failed = [r for r in results if not r.passed and r.blocking]
@@ -103,18 +101,19 @@ def run(
         )
         summary = {**result.metrics(), "on_fail": on_fail, "task": cfg.task, "checks": [r.summary() for r in results]}
         write_json(staging / "summary.json", summary)
-        replace_dir(staging, report)
     if out is not None:
-        if out.exists():
-            shutil.rmtree(out)  # a stopped gate leaves nothing downstream could mistake for clean data
         if passed:
-            _write_clean(manifest, out, q)
+            with staged_dir(out) as staging:  # replaced as one unit
+                _write_clean(manifest, staging, q)
+        else:
+            remove_dir(out)  # a stopped gate leaves nothing downstream could mistake for clean data
     return result, results
 
 
 def _write_clean(manifest: ManifestDir, out: Path, q) -> None:
     """The manifest tables without quarantined images (all of them when nothing is quarantined)."""
     drop = sorted(q.images) if q is not None else []
+    rows: dict[str, int] = {}
     tables = [("manifest.parquet", MANIFEST_SCHEMA, manifest.images), ("boxes.parquet", BOX_SCHEMA, manifest.boxes),
               ("masks.parquet", MASK_SCHEMA, manifest.masks)]
     for filename, schema, table in tables:
@@ -126,9 +125,10 @@ def _write_clean(manifest: ManifestDir, out: Path, q) -> None:
             key = pc.binary_join_element_wise(table["annotation"], pc.fill_null(table["source_id"], ""), "\0")
             dropped = sorted(f"{a}\0{s or ''}" for a, s in q.box_rows)
             keep = pc.and_(keep, pc.invert(pc.is_in(key, value_set=_strings(dropped))))
-        write_table(table.filter(keep).to_pylist(), schema, out / filename)
-    for filename in ("classes.json", "dataset.json"):
-        shutil.copyfile(manifest.file(filename), out / filename)
+        rows[filename] = write_table(table.filter(keep).to_pylist(), schema, out / filename)
+    shutil.copyfile(manifest.file("classes.json"), out / "classes.json")
+    info = json.loads(manifest.file("dataset.json").read_text(encoding="utf-8"))
+    write_json(out / "dataset.json", {**info, "rows": rows})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["file", "image", "expectation", "reason"], lineterminator="\n")
     writer.writeheader()
@@ -182,7 +182,10 @@ def config_from_params(params: dict, dataset: str, task: str, source: str) -> Ga
         min_images_per_class=number(v.get("min_images_per_class", 5), "validate.min_images_per_class", integer=True, minimum=0),
         max_imbalance_ratio=float(number(v.get("max_imbalance_ratio", 20), "validate.max_imbalance_ratio", minimum=1)),
         box_tolerance=float(number(v.get("box_tolerance", 1.0), "validate.box_tolerance", minimum=0)),
-        warn=frozenset(string_list(v.get("warn", []), "validate.warn")) | frozenset(string_list(d.get("warn", []), f"datasets.{dataset}.warn")),
+        warn=(
+            frozenset(string_list(v.get("warn", []), "validate.warn"))
+            | frozenset(string_list(d.get("warn", []), f"datasets.{dataset}.warn"))
+        ),
     )
 
 

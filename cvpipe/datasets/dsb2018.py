@@ -35,4 +35,5 @@ def read(root: Path) -> ReadResult:
                     MaskRef(file=m, path=rel(image, root), mask_path=rel(m, root), split=split)
                     for m in list_images(mask_dir)
                 ]
-    return ReadResult(task="segmentation", classes=ClassMap.from_names(CLASSES), images=images, masks=masks)
+    splits = [("train" if s.name.endswith("train") else "test", rel(s, root)) for s in stage_dirs]
+    return ReadResult(task="segmentation", classes=ClassMap.from_names(CLASSES), images=images, masks=masks, splits=splits)

@@ -26,4 +26,5 @@ def read(root: Path) -> ReadResult:
         for class_dir in sorted(d for d in s.iterdir() if d.is_dir())
         for f in list_images(class_dir)
     ]
-    return ReadResult(task="classification", classes=classes, images=images)
+    splits = [(split_name(s.name), rel(s, root)) for s in split_dirs]
+    return ReadResult(task="classification", classes=classes, images=images, splits=splits)

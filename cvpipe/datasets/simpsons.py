@@ -47,7 +47,8 @@ def read(root: Path, strict: bool = True) -> ReadResult:
             for f in list_images(test_dir)
         ]
     boxes = read_annotations(root / ANNOTATIONS, train_dir, root, classes, strict)
-    return ReadResult(task="classification", classes=classes, images=images, boxes=boxes)
+    splits = [("train", rel(train_dir, root))] + ([("test", rel(test_dir, root))] if test_dir.is_dir() else [])
+    return ReadResult(task="classification", classes=classes, images=images, boxes=boxes, splits=splits)
 
 
 def read_annotations(path: Path, train_dir: Path, root: Path, classes: ClassMap, strict: bool = True) -> list[dict]:

@@ -335,7 +335,7 @@ def read(
     images += [ImageRef(file=p, path=rel(p, root), split="unsplit") for p in found.background]
     return ReadResult(
         task="detection", classes=found.classes, images=images, boxes=boxes,
-        notes={"images_without_annotation": len(found.background)},
+        notes={"images_without_annotation": len(found.background)}, splits=[("unsplit", ".")],
     )
 
 

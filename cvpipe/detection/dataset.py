@@ -7,6 +7,7 @@ stand-alone CLI), and consumed by the YOLO and TFRecord writers.
 from __future__ import annotations
 
 import gc
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -186,7 +187,11 @@ def _coco_set(path: Path, images: Path, doc: _CocoFile, classes: ClassMap | None
     split = split_name(path.stem.removeprefix("instances_"))
     split = split if split in SPLITS else "unsplit"
     base = str(images)
-    items = {im.id: Item(Path(f"{base}/{im.file_name}"), im.file_name, 0, 0, split, str(im.id)) for im in doc.images}
+    items: dict[int, Item] = {}
+    for im in doc.images:
+        if im.id in items:  # boxes of one image would land on the other
+            raise DataError(path, f"image id {im.id} is given to both {items[im.id].path!r} and {im.file_name!r}")
+        items[im.id] = Item(Path(f"{base}/{im.file_name}"), im.file_name, 0, 0, split, str(im.id))
     where = path.name
     for a in doc.annotations:
         item = items.get(a.image_id)
@@ -287,9 +292,16 @@ def output_names(items: list[Item]) -> list[str]:
     """File stems for the output: the image's stem, or its relative path joined by ``__`` when two
     images share a stem (Simpsons' ``pic_0000.jpg`` is in every character's folder)."""
     stems = [Path(i.path).stem for i in items]
-    if len(set(stems)) == len(stems):
+    if len({s.casefold() for s in stems}) == len(stems):
         return stems
-    return [str(Path(i.path).with_suffix("")).replace("\\", "/").replace("/", "__").lstrip("._") for i in items]
+    names = [str(Path(i.path).with_suffix("")).replace("\\", "/").replace("/", "__").lstrip("._") for i in items]
+    first: dict[str, str] = {}
+    for item, name in zip(items, names, strict=True):
+        other = first.setdefault(name.casefold(), item.path)
+        if other != item.path:  # x.jpg and x.png: one label file for two images
+            raise DataError(item.file, f"has the same name but for its extension (or case) as {other!r}: "
+                            "their label files would collide")
+    return names
 
 
 
@@ -341,7 +353,7 @@ class BoxCleaner:
         self._totals = [0] * len(self.FIELDS)
 
     def counts(self) -> Counter:
-        return +Counter(dict(zip(self.FIELDS, self._totals)))
+        return +Counter(dict(zip(self.FIELDS, self._totals, strict=True)))
 
     def clean(self, item: Item) -> tuple[list[CleanBox], list[dict]]:
         """The item's boxes to write (its width and height must be known) and those dropped, with why."""
@@ -354,6 +366,9 @@ class BoxCleaner:
         for b in item.boxes:
             if b.class_index is None:
                 raise DataError(b.annotation, f"class {b.source_class!r} is not in the class map {names}")
+            if not (math.isfinite(b.x_min) and math.isfinite(b.y_min) and math.isfinite(b.x_max) and math.isfinite(b.y_max)):
+                raise DataError(b.annotation, f"box ({b.x_min:g}, {b.y_min:g}, {b.x_max:g}, {b.y_max:g}) on {item.path!r} "
+                                "has a coordinate that is not a finite number")
             if b.iscrowd:
                 crowd += 1
                 continue

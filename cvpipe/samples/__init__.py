@@ -5,13 +5,12 @@ The same readers serve these and the real downloads, so the whole pipeline can r
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from cvpipe.io import replace_dir
+from cvpipe.io import staged_dir
 
 
 def _generators() -> dict[str, Callable[[Path, np.random.Generator], None]]:
@@ -36,9 +35,6 @@ def generate(source: str, out: Path, seed: int = 0) -> Path:
         raise ValueError(f"no sample for {source!r}; choose one of {sorted(generators)}")
     out.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([seed, SAMPLE_SOURCES.index(source)])
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
-        staging = Path(tmp) / out.name
-        staging.mkdir()
+    with staged_dir(out) as staging:
         generators[source](staging, rng)
-        replace_dir(staging, out)
     return out

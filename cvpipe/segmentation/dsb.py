@@ -10,9 +10,8 @@ import numpy as np
 from PIL import Image
 
 from cvpipe.datasets import list_images, require_dir
-from cvpipe.detection.output import staged_dir
 from cvpipe.errors import DataError
-from cvpipe.io import write_text
+from cvpipe.io import staged_dir, write_text
 from cvpipe.manifest import parallel_map
 from cvpipe.rle import dsb_decode, dsb_encode
 

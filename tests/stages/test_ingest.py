@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -68,7 +69,7 @@ def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, source, setup, message
     setup(root)
     proc = subprocess.run(
         [sys.executable, "-m", "stages.ingest", "--source", source, "--root", str(root), "--out", str(tmp_path / "out")],
-        cwd=REPO, capture_output=True, text=True,
+        cwd=REPO, capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
@@ -80,10 +81,43 @@ def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, source, setup, message
 def test_record_policy_writes_bad_annotations_into_the_tables(tmp_path):
     root = generate("voc", tmp_path / "voc")
     (root / "annotations" / "underground_003.xml").write_text("<annotation><filename>")
-    with pytest.raises(Exception, match="underground_003.xml"):
+    with pytest.raises(Exception, match=r"underground_003\.xml"):
         ingest.run("voc", root, tmp_path / "stop")
     result = ingest.run("voc", root, tmp_path / "out", on_bad_annotation="record")
     rows = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
     (bad,) = [r for r in rows if r["annotation_error"]]
     assert bad["path"] == "images/underground_003.jpg" and result.unreadable_images == 1
-    assert json.loads((tmp_path / "out" / "dataset.json").read_text()) == {"source": "voc", "task": "detection", "root": str(root)}
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text()) == {
+        "source": "voc", "task": "detection", "root": str(root), "splits": {"unsplit": "."},
+        "rows": {"manifest.parquet": len(rows), "boxes.parquet": pq.read_metadata(tmp_path / "out" / "boxes.parquet").num_rows}}
+
+
+def test_a_killed_ingest_leaves_the_old_complete_folder_and_mixed_tables_are_refused(tmp_path):
+    """The manifest folder is replaced as one unit; tables of two runs side by side are named, not used."""
+    from cvpipe.errors import DataError
+    from cvpipe.manifest import read_manifest_dir
+
+    root = generate("dsb2018", tmp_path / "raw")
+    out = tmp_path / "m"
+    ingest.run("dsb2018", root, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code = (f"import os, stages.ingest as i, cvpipe.manifest as m\n"
+            f"real = m.write_table\n"
+            f"def dying(rows, schema, target):\n"
+            f"    n = real(rows, schema, target)\n"
+            f"    if str(target).endswith('masks.parquet'): os.kill(os.getpid(), 9)\n"
+            f"    return n\n"
+            f"i.write_table = dying\n"
+            f"from pathlib import Path\n"
+            f"i.run('dsb2018', Path({str(root)!r}), Path({str(out)!r}))\n")
+    sample = sorted((root / "stage1_train").iterdir())[0]
+    shutil.rmtree(sample)  # the second run would write different tables
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == -9
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old folder, whole
+
+    # a folder mixing a new manifest.parquet with an old masks.parquet is refused by every reader
+    ingest.run("dsb2018", root, tmp_path / "new")
+    shutil.copyfile(tmp_path / "new" / "manifest.parquet", out / "manifest.parquet")
+    with pytest.raises(DataError, match=r"manifest\.parquet: .* rows, but dataset\.json says .*mixes files of different runs"):
+        read_manifest_dir(out)

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -103,7 +104,44 @@ def test_record_mode_keeps_a_malformed_annotation_with_its_error(tmp_path):
         images=[{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
         annotations=[{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1]}],
     )
-    with pytest.raises(DataError, match="malformed annotation 5"):
+    with pytest.raises(DataError, match=r"annotation 5: bbox is \[0, 0, 1\], expected \[x, y, width, height\]"):
         coco.read(root)
     (box,) = coco.read(root, strict=False).boxes
-    assert box["path"] == "val2017/a.jpg" and box["source_id"] == "5" and "ValueError" in box["error"]
+    assert box["path"] == "val2017/a.jpg" and box["source_id"] == "5" and box["error"].startswith("annotation 5: bbox is")
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"iscrowd": "0"}, 'annotation 5: iscrowd is "0", expected 0 or 1'),
+    ({"iscrowd": True}, "annotation 5: iscrowd is true, expected 0 or 1"),
+    ({"category_id": "1"}, 'annotation 5: category_id is "1", expected an integer'),
+    ({"image_id": 1.0}, "annotation 5: image_id is 1.0, expected an integer"),
+    ({"bbox": ["0", 0, 1, 1]}, 'annotation 5: bbox is ["0", 0, 1, 1], expected'),
+    ({"id": "5"}, 'annotation "5": id is "5", expected an integer'),
+])
+def test_a_field_of_the_wrong_json_type_is_named_never_coerced(tmp_path, entry, message):
+    ann = {"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], **entry}
+    root = make_coco(tmp_path, images=[{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}], annotations=[ann])
+    with pytest.raises(DataError, match=re.escape(message)):
+        coco.read(root)
+    (box,) = coco.read(root, strict=False).boxes
+    assert box["error"].startswith(message) and box["class_index"] is None
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_literals_are_not_numbers(tmp_path, literal):
+    root = make_coco(tmp_path, images=[{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
+                     annotations=[{"id": 5, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
+    path = root / "annotations" / "instances_val2017.json"
+    path.write_text(path.read_text().replace('"bbox": [0, 0, 1, 1]', f'"bbox": [0, 0, {literal}, 1]'))
+    with pytest.raises(DataError, match=re.escape(f"bbox is [0, 0, {literal}, 1], expected")):
+        coco.read(root)
+
+
+def test_a_string_image_width_is_recorded_on_the_image_not_taken_as_a_number(tmp_path):
+    root = make_coco(tmp_path, images=[{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}], annotations=[])
+    path = root / "annotations" / "instances_val2017.json"
+    path.write_text(path.read_text().replace('"width": 8', '"width": "8"'))
+    with pytest.raises(DataError, match=re.escape('images[0] (id 1): width is "8", expected a positive integer')):
+        coco.read(root)
+    (image,) = coco.read(root, strict=False).images
+    assert image.declared_width is None and 'width is "8"' in image.annotation_error
