@@ -29,10 +29,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchtools import timed  # noqa: E402
+from benchtools import timed
 
-from cvpipe.samples import generate  # noqa: E402
-from stages import convert  # noqa: E402
+from cvpipe.samples import generate
+from stages import convert
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 
@@ -130,11 +130,13 @@ def main() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics.data.converter import convert_coco
 
-    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp_dir:
+        tmp = Path(tmp_dir)
         print(f"working in {tmp}")
         if (REALDATA / "coco128").is_dir():
-            src_json, src_images, label = REALDATA / "coco128/annotations/instances_train2017.json", REALDATA / "coco128/train2017", "coco128"
+            src_json, src_images, label = (
+                REALDATA / "coco128/annotations/instances_train2017.json", REALDATA / "coco128/train2017", "coco128"
+            )
         else:
             sample = generate("coco", tmp / "sample")
             src_json, src_images, label = sample / "annotations/instances_train2017.json", sample / "train2017", "sample"
@@ -142,8 +144,10 @@ def main() -> None:
         n = len(list(images.iterdir()))
         theirs_runs, ours_runs = [], []
         for k in range(args.repeats):  # alternate, so both meet the same disk; new output folders each time
-            theirs_runs.append(timed(lambda: convert_coco(str(ann.parent), str(tmp / f"ul{k}"), use_segments=False, cls91to80=False))[0])
-            ours_runs.append(timed(lambda: convert.run("coco-yolo", tmp / f"ours{k}", ann, images, val_fraction=0))[0])
+            theirs_runs.append(
+                timed(lambda k=k: convert_coco(str(ann.parent), str(tmp / f"ul{k}"), use_segments=False, cls91to80=False))[0]
+            )
+            ours_runs.append(timed(lambda k=k: convert.run("coco-yolo", tmp / f"ours{k}", ann, images, val_fraction=0))[0])
         theirs_s, ours_s = min(theirs_runs), min(ours_runs)
         mine = labels(tmp / "ours0" / "labels")
         theirs = labels(tmp / "ul0" / "labels")
@@ -151,15 +155,19 @@ def main() -> None:
         ids = [int(line.split(",")[0]) for line in (tmp / "ours0" / "class_mapping.csv").read_text().splitlines()[1:]]
         same = all(
             len(theirs[k]) == len(mine[k])
-            and all(t[0] == ids[int(m[0])] - 1 and max(abs(a - b) for a, b in zip(t[1:], m[1:])) <= 1e-6 for t, m in zip(
-                sorted(theirs[k], key=lambda r: r[1:]), sorted(mine[k], key=lambda r: r[1:])))
+            and all(
+                t[0] == ids[int(m[0])] - 1 and max(abs(a - b) for a, b in zip(t[1:], m[1:], strict=True)) <= 1e-6
+                for t, m in zip(sorted(theirs[k], key=lambda r: r[1:]), sorted(mine[k], key=lambda r: r[1:]), strict=True)
+            )
             for k in theirs
         )
         print(f"COCO -> YOLO, {n} images ({label} x{args.copies}), {os.cpu_count()} cores, best of {args.repeats}")
         print(f"  ultralytics convert_coco   {theirs_s:7.2f} s   x1.00")
         print(f"  stages.convert coco-yolo   {ours_s:7.2f} s   x{theirs_s / ours_s:.2f}   identical boxes: {same}")
 
-        voc_src = REALDATA / "voc_labelimg_raccoon" if (REALDATA / "voc_labelimg_raccoon").is_dir() else generate("voc", tmp / "voc_sample")
+        voc_src = (
+            REALDATA / "voc_labelimg_raccoon" if (REALDATA / "voc_labelimg_raccoon").is_dir() else generate("voc", tmp / "voc_sample")
+        )
         sets = {
             "as shot": replicate_voc(voc_src, tmp / "voc", args.voc_copies),
             "3x larger": replicate_voc(upscale_voc(voc_src, tmp / "voc_big_src", 3), tmp / "voc_big", max(1, args.voc_copies // 5)),
@@ -168,7 +176,10 @@ def main() -> None:
             n, size, floor_s, sha_s, tf_s = tfrecord_against_floor(voc, tmp, args.repeats)
             print(f"VOC -> TFRecord, {n} images {label}, {size / n / 1e3:.0f} KB each, {size / 1e6:.0f} MB")
             print(f"  read + write the bytes      {size / 1e6 / floor_s:6.0f} MB/s   x1.00 (I/O floor)")
-            print(f"  read + SHA-256 + write      {size / 1e6 / sha_s:6.0f} MB/s   x{floor_s / sha_s:.2f} (the hash the schema requires, one core)")
+            print(
+                f"  read + SHA-256 + write      {size / 1e6 / sha_s:6.0f} MB/s   x{floor_s / sha_s:.2f}"
+                " (the hash the schema requires, one core)"
+            )
             print(f"  stages.convert voc-tfrecord {size / 1e6 / tf_s:6.0f} MB/s   x{floor_s / tf_s:.2f} of the floor")
 
 

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchtools import timed  # noqa: E402
+from benchtools import timed
 
-from stages import ingest  # noqa: E402
+from stages import ingest
 
 
 def build(root: Path, n: int) -> Path:

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchtools import timed  # noqa: E402
+from benchtools import timed
 
-from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches, ImageTable, load_tensors, to_float  # noqa: E402
-from cvpipe.classification.fit import TrainConfig, fit  # noqa: E402
-from cvpipe.classification.models import LittleVGG  # noqa: E402
-from cvpipe.classmap import ClassMap  # noqa: E402
-from cvpipe.samples import generate  # noqa: E402
+from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches, ImageTable, load_tensors, to_float
+from cvpipe.classification.fit import TrainConfig, fit
+from cvpipe.classification.models import LittleVGG
+from cvpipe.classmap import ClassMap
+from cvpipe.samples import generate
 
 AUG = AugmentConfig(rotation=15, width_shift=0.1, height_shift=0.1, shear=5, zoom=0.1, horizontal_flip=True)
 
@@ -106,8 +106,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
         sample = generate("fruits360", tmp / "sample")
         folder = replicate(sample / "Training", tmp / "train", args.copies)
         table = table_of(folder)

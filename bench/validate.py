@@ -22,11 +22,11 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchtools import timed  # noqa: E402
+from benchtools import timed
 
-from cvpipe.decode import decode_all  # noqa: E402
-from stages import ingest, validate  # noqa: E402
-from stages.validate import GateConfig  # noqa: E402
+from cvpipe.decode import decode_all
+from stages import ingest, validate
+from stages.validate import GateConfig
 
 
 def write_images(root: Path, start: int, count: int) -> None:
@@ -56,8 +56,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     args = parser.parse_args()
     cfg = GateConfig(task="classification", source="fruits360", min_images_per_class=1)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
         root, cache = tmp / "data", tmp / "decode.sqlite"
         write_images(tmp / "warm", 0, 20)
         ingest.run("fruits360", tmp / "warm", tmp / "wm")

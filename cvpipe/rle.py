@@ -13,7 +13,7 @@ def dsb_encode(mask: np.ndarray) -> str:
     pixels = np.concatenate([[0], mask.astype(bool).flatten(order="F").astype(np.int8), [0]])
     edges = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
     starts, ends = edges[::2], edges[1::2]
-    return " ".join(f"{s} {e - s}" for s, e in zip(starts, ends))
+    return " ".join(f"{s} {e - s}" for s, e in zip(starts, ends, strict=True))
 
 
 def dsb_decode(encoded: str, height: int, width: int) -> np.ndarray:

@@ -44,9 +44,9 @@ def schedules(params: dict[str, Any]) -> list[Schedule]:
     if not isinstance(entries, list):
         raise ParamsError("schedules", "must be a list of {name, flow, cron, parameters}")
     found: list[Schedule] = []
-    for k, entry in enumerate(entries):
+    for k, raw in enumerate(entries):
         key = f"schedules[{k}]"
-        entry = mapping(entry, key)
+        entry = mapping(raw, key)
         check_keys(entry, ("name", "flow", "cron", "parameters"), key)
         name = entry.get("name")
         if not isinstance(name, str) or not name or name in {s.name for s in found}:
@@ -55,7 +55,7 @@ def schedules(params: dict[str, Any]) -> list[Schedule]:
             raise ParamsError(f"{key}.flow", f"is {entry.get('flow')!r}; choose one of {', '.join(FLOWS)}")
         try:
             CronSchedule(cron=entry.get("cron"))
-        except Exception as exc:  # noqa: BLE001 - pydantic's validation error, said in one line
+        except Exception as exc:
             raise ParamsError(f"{key}.cron", f"is {entry.get('cron')!r}, not a cron expression ('0 3 * * *': daily at 03:00)") from exc
         found.append(Schedule(name, entry["flow"], entry["cron"], mapping(entry.get("parameters"), f"{key}.parameters")))
     return found

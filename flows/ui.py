@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         procs.append(start_prefect(args.host, args.prefect_port))
         api = f"http://{args.host}:{args.prefect_port}/api"
         registered = subprocess.run([sys.executable, "-m", "flows.deploy", "--params", str(args.params)],
-                                    env={**os.environ, "PREFECT_API_URL": api}, capture_output=True, text=True)
+                                    env={**os.environ, "PREFECT_API_URL": api}, capture_output=True, text=True, check=False)
         print((registered.stdout + registered.stderr).strip() if registered.returncode else registered.stdout.strip(), flush=True)
         print(f"MLflow UI:  http://{args.host}:{args.mlflow_port}", flush=True)
         print(f"Prefect UI: http://{args.host}:{args.prefect_port}", flush=True)

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from cvpipe import cli
-from cvpipe.params import dataset_spec, load_params, lookup, mapping, number
 from cvpipe.errors import ParamsError
+from cvpipe.params import dataset_spec, load_params, lookup, mapping, number
 from cvpipe.samples import SAMPLE_SOURCES, generate
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ def test_one_epoch_on_the_converted_sample_without_label_warnings(tmp_path, monk
     from ultralytics.data.utils import load_dataset_cache_file
 
     for split in ("train", "val"):
-        found, missing, empty, corrupt, total = load_dataset_cache_file(tmp_path / "yolo" / "labels" / f"{split}.cache")["results"]
+        found, missing, _empty, corrupt, total = load_dataset_cache_file(tmp_path / "yolo" / "labels" / f"{split}.cache")["results"]
         images = len(list((tmp_path / "yolo" / "images" / split).iterdir()))
         assert (found, missing, corrupt, total) == (images, 0, 0, images), split
     assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").is_file()

@@ -109,9 +109,8 @@ def load_tensors(table: ImageTable, size: int, cache_dir: Path | None, workers: 
     images = np.stack(list(parallel_map(lambda f: decode_resized(f, size), table.files, "decode + resize", workers, chunk=16)))
     array = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     if path is not None:
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as out:
-                np.save(out, array)
+        with atomic_path(path) as tmp, open(tmp, "wb") as out:
+            np.save(out, array)
     return array
 
 

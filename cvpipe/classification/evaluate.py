@@ -151,7 +151,8 @@ def write_report(out: Path, scores: Scores, predictions: pd.DataFrame, title: st
     write_text(out / "per_class.csv", per_class_table(scores))
     write_text(out / "confusion.csv", confusion_csv(scores.confusion, scores.names))
     write_text(out / "confusion_normalized.csv", confusion_csv(scores.normalized(), scores.names, 6))
-    write_text(out / "top_confusions.csv", pd.DataFrame(scores.top_confusions(10), columns=["true", "predicted", "count"]).to_csv(index=False, lineterminator="\n"))
+    top = pd.DataFrame(scores.top_confusions(10), columns=["true", "predicted", "count"])
+    write_text(out / "top_confusions.csv", top.to_csv(index=False, lineterminator="\n"))
     write_text(out / "predictions.csv", predictions.to_csv(index=False, lineterminator="\n"))
     write_bytes(out / "confusion.png", confusion_png(scores, title))
     write_bytes(out / "misclassified.png", gallery_png([m[0] for m in misclassified], [m[1] for m in misclassified],

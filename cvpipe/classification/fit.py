@@ -139,7 +139,9 @@ def fit(
     amp = device.type == "cuda"
     model = build_model(config.architecture, num_classes, config.weights, config.freeze).to(device)
     optimizer = make_optimizer(config, model.parameters())
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     stopper = EarlyStopping(config.patience)
     train = Batches(images, labels, train_idx, config.batch_size, device, shuffle=True, generator=generator,

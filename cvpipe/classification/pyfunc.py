@@ -6,8 +6,8 @@ size as in training), or a list of such arrays of different sizes. Output: one c
 
 from __future__ import annotations
 
-import numpy as np
 import mlflow.pyfunc
+import numpy as np
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
@@ -35,8 +35,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         size = self.meta["image_size"]
         batch = []
-        for image in images:
-            image = np.asarray(image, dtype=np.uint8)
+        for raw in images:
+            image = np.asarray(raw, dtype=np.uint8)
             if image.shape[:2] != (size, size):
                 image = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
             batch.append(image)

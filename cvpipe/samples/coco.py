@@ -77,7 +77,7 @@ def generate(root: Path, rng: np.random.Generator) -> None:
                 dots = [(cx + dx, cy + dy) for dx in (-9, 0, 9) for dy in (-6, 6)]
                 for x, y in dots:
                     draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=jitter(rng, COLORS[1]))
-                mask = mask_of((w, h), lambda d: [d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=1) for x, y in dots])
+                mask = mask_of((w, h), lambda d, dots=dots: [d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=1) for x, y in dots])
                 annotations.append(_annotation(ann_id, image_id, 1, mask, crowd=True))
                 ann_id += 1
             file_name = f"{image_id:012d}.jpg"

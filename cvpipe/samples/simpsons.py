@@ -42,7 +42,9 @@ def draw_character(draw: ImageDraw.ImageDraw, rng: np.random.Generator, name: st
         draw.chord([cx - r, cy - r * 0.1, cx + r, cy + r], 0, 180, fill=jitter(rng, hair))
         draw.arc([cx - r * 0.5, cy - r * 1.4, cx, cy - r * 0.6], 200, 340, fill=(60, 50, 40), width=2)
     for ex in (-0.35, 0.35):
-        draw.ellipse([cx + ex * r - r * 0.25, cy - r * 0.45, cx + ex * r + r * 0.25, cy + r * 0.05], fill=(255, 255, 255), outline=(0, 0, 0))
+        draw.ellipse(
+            [cx + ex * r - r * 0.25, cy - r * 0.45, cx + ex * r + r * 0.25, cy + r * 0.05], fill=(255, 255, 255), outline=(0, 0, 0)
+        )
     return int(cx - r * 1.7), int(max(top, 0)), int(cx + r * 1.7), int(cy + r * 1.05)
 
 

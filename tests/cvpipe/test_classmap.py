@@ -30,5 +30,5 @@ def test_unknown_name_lists_known_classes():
 def test_load_of_a_broken_file_names_it(tmp_path):
     bad = tmp_path / "classes.json"
     bad.write_text("{not json")
-    with pytest.raises(DataError, match="classes.json: not a valid class map"):
+    with pytest.raises(DataError, match=r"classes\.json: not a valid class map"):
         ClassMap.load(bad)

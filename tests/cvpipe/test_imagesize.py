@@ -1,6 +1,6 @@
 
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from cvpipe.imagesize import image_size
 from tests.conftest import write_image
@@ -25,7 +25,7 @@ def test_progressive_jpeg_with_a_large_exif_block(tmp_path):
 
 def test_unreadable_file_raises(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"\xff\xd8\xff")
-    with pytest.raises(Exception):
+    with pytest.raises(UnidentifiedImageError):
         image_size(tmp_path / "x.jpg")
 
 

@@ -44,7 +44,8 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     assert first.alias == "champion" and first.promoted and first.version == "1"
 
     # a deliberately worse model: one epoch
-    worse = train.run("classification", fruits_manifest, tmp_path / "worse", PARAMS | {"epochs": 1, "lr": 0.0005}, cache_dir=tmp_path / "cache")
+    worse = train.run("classification", fruits_manifest, tmp_path / "worse", PARAMS | {"epochs": 1, "lr": 0.0005},
+                      cache_dir=tmp_path / "cache")
     assert worse.epochs == 1
     evaluate.run("classification", tmp_path / "worse", fruits_manifest, tmp_path / "eval_worse", cache_dir=tmp_path / "cache")
     second = register.run("fruits", "classification", tmp_path / "worse", tmp_path / "eval_worse", fruits_manifest)

@@ -21,7 +21,7 @@ def test_table_keeps_test_and_carves_a_stable_val_from_train(fruits_manifest):
 
 
 def test_table_refuses_a_detection_manifest_and_a_missing_folder(tmp_path):
-    with pytest.raises(DataError, match="no dataset.json"):
+    with pytest.raises(DataError, match=r"no dataset\.json"):
         load_table(tmp_path)
     (tmp_path / "dataset.json").write_text('{"task": "detection", "root": ".", "source": "coco"}')
     with pytest.raises(DataError, match="not 'classification'"):

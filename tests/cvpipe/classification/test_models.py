@@ -35,7 +35,7 @@ def test_bad_weights_are_clear_errors(tmp_path):
         build_model("resnet18", 3, tmp_path / "mobile.pth")
     with pytest.raises(ValueError, match="no pretrained weights"):
         build_model("littlevgg", 3, tmp_path / "mobile.pth")
-    with pytest.raises(ValueError, match="architecture: is .vgg16.; choose one of littlevgg"):
+    with pytest.raises(ValueError, match=r"architecture: is .vgg16.; choose one of littlevgg"):
         build_model("vgg16", 3)
 
 

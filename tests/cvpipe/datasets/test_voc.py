@@ -68,7 +68,7 @@ def test_non_numeric_corner_names_file(tmp_path):
     make_voc(tmp_path, "a.jpg", (10, 10), [("a", (1, 1, 5, 5), False)])
     xml = tmp_path / "annotations" / "a.xml"
     xml.write_text(xml.read_text().replace("<xmax>5</xmax>", "<xmax>five</xmax>"))
-    with pytest.raises(DataError, match="a.xml: <xmax> is 'five', not a number"):
+    with pytest.raises(DataError, match=r"a\.xml: <xmax> is 'five', not a number"):
         voc.read(tmp_path)
 
 
