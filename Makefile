@@ -8,14 +8,15 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 # No telemetry calls to hubs from this machine.
 export DVC_NO_ANALYTICS := 1
-export DO_NOT_TRACK := 1
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
 export YOLO_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Prefect's database, results cache and settings stay inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run flow ui deploy serve test bench clean
+.PHONY: help setup data run flow ui deploy serve lint test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,7 +51,10 @@ deploy: setup ## Register the deployments of params.yaml's schedules on the Pref
 serve: setup ## Register and run the scheduled deployments until Ctrl-C (starts a local Prefect server if none)
 	$(BIN)/python -m flows.deploy --serve
 
-test: setup ## Run the test suite (slow end-to-end tests included)
+lint: setup ## Ruff over the whole tree (rules in pyproject.toml); must report nothing
+	$(BIN)/ruff check .
+
+test: lint ## Lint, then run the test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest
 
 bench: setup ## Run the benchmarks (each prints ratios against a baseline measured in the same run)

@@ -133,7 +133,7 @@ def task_section(params: dict[str, Any], dataset: str) -> tuple[str, dict[str, A
 def training_settings(params: dict[str, Any]) -> tuple[str, Path | None]:
     """(device, cache folder) from the ``train`` section, shared by every task's train and evaluate."""
     common = mapping(params.get("train"), "train")
-    check_keys(common, ("device", "cache_dir"), "train")
+    check_keys(common, ("device", "cache_dir", "cpu_threads"), "train")
     device = common.get("device", "auto")
     if not isinstance(device, str) or not (device in ("auto", "cpu", "mps") or device.startswith("cuda")):
         raise ParamsError("train.device", f"is {device!r}; choose auto, cpu, cuda or cuda:N")
@@ -141,6 +141,14 @@ def training_settings(params: dict[str, Any]) -> tuple[str, Path | None]:
     if cache is not None and not isinstance(cache, str):
         raise ParamsError("train.cache_dir", f"must be a folder path or null, not {cache!r}")
     return device, Path(cache) if cache else None
+
+
+def cpu_threads(params: dict[str, Any]) -> int:
+    """``train.cpu_threads``: the threads torch computes with on the CPU. Fixed, because float sums
+    split over another number of threads round differently, and the trained bytes would then depend on
+    the machine's cores or on an ``OMP_NUM_THREADS`` that some library set (importing ultralytics sets 1)."""
+    common = mapping(params.get("train"), "train")
+    return int(number(common.get("cpu_threads", 2), "train.cpu_threads", integer=True, minimum=1))
 
 
 def registry_settings(params: dict[str, Any]) -> tuple[float, float]:

@@ -34,12 +34,19 @@ def pick_device(requested: str = "auto") -> torch.device:
     return device
 
 
+def set_cpu_threads(threads: int) -> None:
+    """Compute with exactly ``threads`` CPU threads (``train.cpu_threads``), whatever the environment says."""
+    torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices); returns a CPU generator for shuffling and augmentation."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
+    # Deterministic kernels where torch has a choice (warn, not fail, where an op has none).
+    torch.use_deterministic_algorithms(True, warn_only=True)
     return torch.Generator().manual_seed(seed)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cvpipe import cli
 from cvpipe.io import write_json
-from cvpipe.params import dataset_task, load_params, training_settings
+from cvpipe.params import cpu_threads, dataset_task, load_params, training_settings
 from cvpipe.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def execute(args: argparse.Namespace) -> EvaluateResult:
     params = load_params(args.params)
+    from cvpipe.training import set_cpu_threads  # torch, only when a stage really runs
+
+    set_cpu_threads(cpu_threads(params))
     result = run(dataset_task(params, args.dataset), args.model_dir or Path("models") / args.dataset,
                  args.manifest_dir or Path("data/validated") / args.dataset, args.out or Path("reports/evaluate") / args.dataset,
                  args.split, *training_settings(params), args.dataset)

@@ -19,7 +19,7 @@ from pathlib import Path
 from cvpipe import cli
 from cvpipe.errors import ParamsError
 from cvpipe.io import write_json
-from cvpipe.params import load_params, task_section, training_settings
+from cvpipe.params import cpu_threads, load_params, task_section, training_settings
 from cvpipe.tasks import TrainResult, get_task
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ def execute(args: argparse.Namespace) -> TrainResult:
     params = load_params(args.params)
     task, section = task_section(params, args.dataset)
     device, cache_dir = training_settings(params)
+    from cvpipe.training import set_cpu_threads  # torch, only when a stage really runs
+
+    set_cpu_threads(cpu_threads(params))
     try:
         result = run(task, args.manifest_dir or Path("data/validated") / args.dataset, args.out or Path("models") / args.dataset,
                      section, device, cache_dir)

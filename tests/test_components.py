@@ -123,3 +123,31 @@ def test_make_ui_starts_both_servers_on_loopback_shows_the_deployments_and_stops
     for port in (mlflow_port, prefect_port):  # both servers are gone with it
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=3)
+
+
+def test_the_makefile_environment_turns_off_every_library_telemetry():
+    """Each library's own check, with only what the Makefile exports (and no CI variables, which
+    would turn telemetry off by themselves and hide a missing setting)."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    exports = dict(re.findall(r"^export (\w+) :?= (\S+)$", (REPO / "Makefile").read_text(), flags=re.M))
+    exports.pop("PATH", None)
+    script = """
+import json
+from mlflow.telemetry.utils import is_telemetry_disabled
+from prefect._internal.analytics import is_telemetry_enabled
+from prefect.settings import get_current_settings
+print(json.dumps([is_telemetry_disabled(), is_telemetry_enabled(), get_current_settings().server.analytics_enabled]))
+"""
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(REPO / ".cache" / "telemetry-home")}
+
+    def checks(env: dict) -> list:
+        out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=120)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert checks(bare)[:2] == [False, True]  # left alone, both would send
+    assert checks({**bare, **exports}) == [True, False, False]

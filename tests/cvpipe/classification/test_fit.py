@@ -18,8 +18,8 @@ def split(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def config(**kw) -> TrainConfig:
-    base = dict(image_size=16, epochs=8, batch_size=8, lr=0.005, patience=4, seed=1,
-                augment=AugmentConfig(width_shift=0.05, horizontal_flip=True))
+    base = {"image_size": 16, "epochs": 8, "batch_size": 8, "lr": 0.005, "patience": 4, "seed": 1,
+            "augment": AugmentConfig(width_shift=0.05, horizontal_flip=True)}
     return TrainConfig(**(base | kw))
 
 
@@ -102,3 +102,26 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running(tmp_path):
     torch.save({"key": "k", "epoch": 0, "payload": Payload()}, planted, pickle_protocol=pickle.HIGHEST_PROTOCOL)
     assert load_checkpoint(planted, "k") is None
     assert not marker.exists()
+
+
+def test_two_processes_with_the_same_seed_train_byte_identical_weights(tmp_path):
+    """CPU training is deterministic across processes (what lets a fresh clone's `dvc repro` leave
+    dvc.lock unchanged); a different seed gives other weights, so the comparison can fail."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = """
+import sys, hashlib
+from tests.cvpipe.classification.test_fit import config, split, CPU
+from tests.cvpipe.classification.conftest import squares
+from cvpipe.classification.fit import fit
+images, labels = squares()
+train, val = split(len(labels))
+result = fit(images, labels, train, val, 3, config(epochs=3, seed=int(sys.argv[1])), CPU)
+print(hashlib.sha256(b"".join(t.numpy().tobytes() for t in result.model.state_dict().values())).hexdigest())
+"""
+    digests = [subprocess.run([sys.executable, "-c", script, seed], cwd=REPO, capture_output=True, text=True,
+                              check=True, timeout=300).stdout.split()[-1] for seed in ("1", "1", "2")]
+    assert digests[0] == digests[1] != digests[2]
