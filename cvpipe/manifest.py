@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -182,8 +183,9 @@ class Confinement:
     def _inside(self, real: str) -> bool:
         return any(real.startswith(a) for a in self.allowed)
 
-    def problem(self, file: str | Path, path: str) -> str | None:
-        """Why ``file`` (``path`` relative to the root) may not be read, or None."""
+    def problem(self, file: str | Path, path: str, is_link: bool | None = None) -> str | None:
+        """Why ``file`` (``path`` relative to the root) may not be read, or None. ``is_link``: what an
+        ``lstat`` the caller made already says (saves one)."""
         if os.path.isabs(path) or ".." in path.split("/"):
             return f"{path!r} lies outside the dataset root"
         file = os.fspath(file)
@@ -193,7 +195,7 @@ class Confinement:
             real_folder = self._folders[folder] = os.path.realpath(folder)
         if not self._inside(real_folder + os.sep):
             return f"its folder resolves to {real_folder}, outside the dataset root (a symbolic link?)"
-        if os.path.islink(file):
+        if os.path.islink(file) if is_link is None else is_link:
             target = os.path.realpath(file)
             if not self._inside(target):
                 return f"symbolic link to {target}, outside the dataset root"
@@ -219,14 +221,30 @@ def probe_image(ref: ImageRef, confine: Confinement | None = None) -> dict:
         "annotation_error": ref.annotation_error,
         "probe_error": None,
     }
-    if ref.locate_error is None and confine is not None:
-        row["locate_error"] = confine.problem(ref.file, ref.path)
-    if row["locate_error"] is None and not ref.file.is_file():
-        row["locate_error"] = "no such image file"
+    if row["locate_error"] is None:
+        row["locate_error"], size = _locate(ref, confine)
     if row["locate_error"] is None:
         row["width"], row["height"], row["mode"], row["channels"], row["probe_error"] = _open_header(ref.file)
-        row["sha256"], row["bytes"] = sha256_file(ref.file), ref.file.stat().st_size
+        row["sha256"], row["bytes"] = sha256_file(ref.file), size
     return row
+
+
+def _locate(ref: ImageRef, confine: Confinement | None) -> tuple[str | None, int | None]:
+    """(why the image may not be read, or None; its size), from one ``lstat`` where it is no link."""
+    try:
+        st = os.lstat(ref.file)
+    except OSError:
+        return (confine and confine.problem(ref.file, ref.path, False)) or "no such image file", None
+    link = stat.S_ISLNK(st.st_mode)
+    problem = confine.problem(ref.file, ref.path, link) if confine is not None else None
+    if problem is None and link:
+        try:
+            st = os.stat(ref.file)
+        except OSError:
+            return "no such image file (a broken symbolic link)", None
+    if problem is None and not stat.S_ISREG(st.st_mode):
+        problem = "no such image file"
+    return problem, st.st_size if problem is None else None
 
 
 def probe_mask(ref: MaskRef, confine: Confinement | None = None) -> dict:
