@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +23,14 @@ class Collect(logging.Handler):
 
 
 def test_one_epoch_on_the_converted_sample_without_label_warnings(tmp_path, monkeypatch):
-    from ultralytics import YOLO, settings
+    from ultralytics import YOLO
+    from ultralytics.utils import SETTINGS
 
-    settings.update({"mlflow": False})  # no run of its own in an MLflow store
+    # no run of its own in an MLflow store; dict.update changes this process only, where
+    # SETTINGS.update would rewrite the user's settings.json (docs/ultralytics.md)
+    user_settings = Path(SETTINGS.file)
+    before = user_settings.read_bytes() if user_settings.exists() else None
+    dict.update(SETTINGS, {"mlflow": False})
     root = generate("voc", tmp_path / "underground")
     convert.run("voc-yolo", tmp_path / "yolo", root / "annotations", root / "images", val_fraction=0.25)
     monkeypatch.chdir(tmp_path)  # data.yaml's path is relative to where training runs, as with `dvc repro`
@@ -48,3 +54,4 @@ def test_one_epoch_on_the_converted_sample_without_label_warnings(tmp_path, monk
         assert (found, missing, corrupt, total) == (images, 0, 0, images), split
     assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").is_file()
     assert not (tmp_path / "mlruns").exists()
+    assert (user_settings.read_bytes() if user_settings.exists() else None) == before  # the user's settings untouched
