@@ -1,0 +1,155 @@
+"""Detection metrics on plain arrays: box IoU, COCO-style average precision per class, and a
+detection confusion matrix with a background row and column.
+
+Boxes are ``(N, 4)`` arrays of ``x_min, y_min, x_max, y_max`` in pixels. A class with no object in
+the evaluated split has no AP: it is reported as absent (``None``), never filled with the mean as
+ultralytics does (its ``maps``), and means are taken over the classes present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+IOU_THRESHOLDS = np.round(np.arange(0.5, 0.951, 0.05), 2)  # COCO's 0.50:0.05:0.95
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)  # COCO's 101-point interpolation
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One image: its true boxes and classes, and the predicted boxes, classes and scores."""
+
+    true_boxes: np.ndarray
+    true_classes: np.ndarray
+    pred_boxes: np.ndarray
+    pred_classes: np.ndarray
+    pred_scores: np.ndarray
+
+    @classmethod
+    def of(cls, true_boxes, true_classes, pred_boxes=(), pred_classes=(), pred_scores=()) -> ImageResult:
+        def boxes(b) -> np.ndarray:
+            return np.asarray(b, dtype=np.float64).reshape(-1, 4)
+
+        return cls(boxes(true_boxes), np.asarray(true_classes, dtype=np.int64).reshape(-1), boxes(pred_boxes),
+                   np.asarray(pred_classes, dtype=np.int64).reshape(-1), np.asarray(pred_scores, dtype=np.float64).reshape(-1))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` intersection over union of every box of ``a`` with every box of ``b``."""
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _greedy(iou: np.ndarray, threshold: float) -> np.ndarray:
+    """For predictions in descending score order (the rows of ``iou``), the true box each one takes:
+    the unmatched one it overlaps most, at ``threshold`` or more; -1 for none."""
+    taken = np.zeros(iou.shape[1], dtype=bool)
+    out = np.full(iou.shape[0], -1, dtype=np.int64)
+    for p in range(iou.shape[0]):
+        candidates = np.where(taken, -1.0, iou[p])
+        if candidates.size and candidates.max() >= threshold:
+            out[p] = int(candidates.argmax())
+            taken[out[p]] = True
+    return out
+
+
+def confusion_matrix(images: Iterable[ImageResult], num_classes: int, conf: float, iou: float) -> np.ndarray:
+    """``(C + 1, C + 1)`` counts: true class on the rows, predicted class on the columns, background last.
+
+    Predictions scoring at least ``conf`` take, highest score first, the unmatched true box they
+    overlap most (at IoU ``iou`` or more, whatever its class): ``[true, predicted]``. A prediction that
+    takes none (a false detection, or a second detection of an object already taken) counts in the
+    background row; a true box that no prediction takes (a missed object) in the background column.
+    """
+    bg = num_classes
+    matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
+    for im in images:
+        keep = im.pred_scores >= conf
+        order = np.argsort(-im.pred_scores[keep], kind="stable")
+        boxes, classes = im.pred_boxes[keep][order], im.pred_classes[keep][order]
+        taken = _greedy(box_iou(boxes, im.true_boxes), iou)
+        for p, t in enumerate(taken):
+            matrix[im.true_classes[t] if t >= 0 else bg, classes[p]] += 1
+        missed = np.setdiff1d(np.arange(len(im.true_classes)), taken[taken >= 0])
+        np.add.at(matrix, (im.true_classes[missed], bg), 1)
+    return matrix
+
+
+@dataclass(frozen=True)
+class ClassAP:
+    """AP of one class at each IoU threshold; ``objects`` 0 means the class is absent (AP None)."""
+
+    objects: int
+    ap: tuple[float, ...] | None  # per IoU_THRESHOLDS
+
+    @property
+    def ap50(self) -> float | None:
+        return None if self.ap is None else self.ap[0]
+
+    @property
+    def ap50_95(self) -> float | None:
+        return None if self.ap is None else float(np.mean(self.ap))
+
+
+@dataclass(frozen=True)
+class DetectionScores:
+    """Per-class AP and the means over the classes present in the split."""
+
+    per_class: dict[str, ClassAP] = field(default_factory=dict)
+
+    @property
+    def present(self) -> list[str]:
+        return [name for name, c in self.per_class.items() if c.ap is not None]
+
+    @property
+    def absent(self) -> list[str]:
+        return [name for name, c in self.per_class.items() if c.ap is None]
+
+    def mean(self, attr: str) -> float | None:
+        values = [getattr(self.per_class[n], attr) for n in self.present]
+        return float(np.mean(values)) if values else None
+
+
+def average_precision(tp: np.ndarray, scores: np.ndarray, objects: int) -> float:
+    """COCO's AP of one class at one IoU: precision made non-increasing, read at 101 recall points."""
+    if objects == 0:
+        raise ValueError("no objects: the class is absent, it has no AP")
+    if len(tp) == 0:
+        return 0.0  # nothing predicted: no recall at all
+    order = np.argsort(-scores, kind="stable")
+    hits = np.cumsum(tp[order])
+    recall = hits / objects
+    precision = np.maximum.accumulate((hits / np.arange(1, len(hits) + 1))[::-1])[::-1]
+    at = np.searchsorted(recall, RECALL_POINTS, side="left")
+    return float(np.mean(np.where(at < len(precision), precision[np.minimum(at, len(precision) - 1)], 0.0)))
+
+
+def detection_scores(images: Sequence[ImageResult], names: Sequence[str], thresholds: np.ndarray = IOU_THRESHOLDS) -> DetectionScores:
+    """AP per class (and IoU threshold) over ``images``, matching within each class, highest score first."""
+    per_class: dict[str, ClassAP] = {}
+    for c, name in enumerate(names):
+        objects = int(sum(int(np.sum(im.true_classes == c)) for im in images))
+        if objects == 0:
+            per_class[name] = ClassAP(0, None)
+            continue
+        aps = []
+        for t in thresholds:
+            tps, scores = [], []
+            for im in images:
+                mine = im.pred_classes == c
+                order = np.argsort(-im.pred_scores[mine], kind="stable")
+                truth = im.true_boxes[im.true_classes == c]
+                taken = _greedy(box_iou(im.pred_boxes[mine][order], truth), float(t))
+                tps.append(taken >= 0)
+                scores.append(im.pred_scores[mine][order])
+            aps.append(average_precision(np.concatenate(tps).astype(np.float64) if tps else np.zeros(0),
+                                         np.concatenate(scores) if scores else np.zeros(0), objects))
+        per_class[name] = ClassAP(objects, tuple(aps))
+    return DetectionScores(per_class)
