@@ -488,20 +488,9 @@ def quarantine(results: list[CheckResult]) -> Quarantine:
             continue
         rows = r.rows
         if r.check == "images.unique_stem":  # keep the first of each name
-            seen_stems: set[str] = set()
-            rows = []
-            for row in r.rows:
-                if row["stem_key"] in seen_stems:
-                    rows.append(row)
-                seen_stems.add(row["stem_key"])
+            rows = _repeats(r.rows, lambda row: row["stem_key"])
         elif r.check == "images.unique_in_split":
-            seen: set[tuple[str, str]] = set()
-            rows = []
-            for row in r.rows:
-                key = (row["split"], row["sha256"])
-                if key in seen:
-                    rows.append(row)
-                seen.add(key)
+            rows = _repeats(r.rows, lambda row: (row["split"], row["sha256"]))
         elif r.check == "images.no_leakage":
             split_of = {row["path"]: row["split"] for row in r.rows}
             rank = lambda split: SPLIT_ORDER.get(split, 3)  # noqa: E731
@@ -520,3 +509,15 @@ def quarantine(results: list[CheckResult]) -> Quarantine:
                 file = image
             q.rows.append({"file": file, "image": image or "", "expectation": r.check, "reason": row["_reason"]})
     return q
+
+
+def _repeats(rows: list[dict], key: Callable[[dict], object]) -> list[dict]:
+    """The rows whose key an earlier row already had: all copies but the first."""
+    seen: set = set()
+    out = []
+    for row in rows:
+        k = key(row)
+        if k in seen:
+            out.append(row)
+        seen.add(k)
+    return out
