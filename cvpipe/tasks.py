@@ -9,16 +9,17 @@ section ``<task>.datasets.<dataset>`` in params.yaml and a block of stages in dv
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cvpipe.errors import CvpipeError
+from cvpipe.errors import CvpipeError, DataError
 
 # task name -> "module:Class" implementing Task; None: the task's data stages exist, its trainer not yet
 TASKS: dict[str, str | None] = {
     "classification": "cvpipe.classification.task:ClassificationTask",
-    "detection": None,
+    "detection": "cvpipe.detection.task:DetectionTask",
     "segmentation": None,
 }
 
@@ -65,15 +66,17 @@ class Task(Protocol):
     primary_metric: str  # the key of metrics.json the promotion gate compares (``macro_f1``)
     per_group_metric: str  # the key of metrics.json with the per-group scores, by group name (``f1``)
     group_name: str  # what per-group scores are per (``class``)
+    data_root: str  # the folder under which train, evaluate and register read ``<dataset>`` (``data/validated``)
 
     def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str, cache_dir: Path | None,
               stop_after: int | None = None) -> TrainResult:
         """Train on a validated manifest folder; write the model and ``train.json`` (with ``params``) to ``out``."""
 
     def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str, device: str, cache_dir: Path | None,
-                 title: str) -> dict[str, Any]:
+                 title: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         """Score the trained model on ``split``; write the task's reports to ``out``; return metrics.json's content
-        (with ``primary_metric`` and its per-group scores under ``per_group``)."""
+        (with ``primary_metric`` and its per-group scores under ``per_group_metric``). ``settings``: the task's
+        ``<task>.evaluate`` section of params.yaml, if any."""
 
     def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
         """Log the trained model to the active MLflow run (pyfunc, signature, example) and register it."""
@@ -96,3 +99,14 @@ def get_task(name: str) -> Task:
         raise CvpipeError(f"the {name} task has no trainer yet (tasks with one: {built}); its datasets stop after conversion")
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def trained_params(model_dir: Path) -> dict[str, Any]:
+    """The training parameters ``train.json`` recorded (empty when there is none)."""
+    path = model_dir / "train.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("params", {})
+    except ValueError as exc:
+        raise DataError(path, f"malformed JSON: {exc}") from exc

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cvpipe import cli
+from cvpipe.errors import ParamsError
 from cvpipe.io import write_json
-from cvpipe.params import cpu_threads, dataset_task, load_params, training_settings
+from cvpipe.params import cpu_threads, dataset_task, load_params, lookup, mapping, training_settings
 from cvpipe.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,11 @@ class EvaluateResult:
 
 
 def run(task: str, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
-        cache_dir: Path | None = Path(".cache/cvpipe"), title: str | None = None) -> EvaluateResult:
-    """Score ``task``'s model in ``model_dir`` on ``split``; write its reports and ``metrics.json`` to ``out``."""
+        cache_dir: Path | None = Path(".cache/cvpipe"), title: str | None = None, settings: dict | None = None) -> EvaluateResult:
+    """Score ``task``'s model in ``model_dir`` on ``split``; write its reports and ``metrics.json`` to ``out``.
+    ``settings``: the task's ``<task>.evaluate`` section of params.yaml."""
     implementation = get_task(task)
-    metrics = implementation.evaluate(model_dir, manifest_dir, out, split, device, cache_dir, title or manifest_dir.name)
+    metrics = implementation.evaluate(model_dir, manifest_dir, out, split, device, cache_dir, title or manifest_dir.name, settings)
     write_json(out / "metrics.json", metrics)
     key = implementation.primary_metric
     return EvaluateResult(split, int(metrics.get("images", 0)), key, float(metrics[key]), metrics)
@@ -48,7 +50,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="a dataset listed in params.yaml")
     parser.add_argument("--model-dir", type=Path, help="default: models/<dataset>")
-    parser.add_argument("--manifest-dir", type=Path, help="default: data/validated/<dataset>")
+    parser.add_argument("--data-dir", "--manifest-dir", dest="manifest_dir", type=Path,
+                        help="what the task reads (default: <the task's data_root>/<dataset>)")
     parser.add_argument("--out", type=Path, help="default: reports/evaluate/<dataset>")
     parser.add_argument("--split", default="test")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -60,9 +63,15 @@ def execute(args: argparse.Namespace) -> EvaluateResult:
     from cvpipe.training import set_cpu_threads  # torch, only when a stage really runs
 
     set_cpu_threads(cpu_threads(params))
-    result = run(dataset_task(params, args.dataset), args.model_dir or Path("models") / args.dataset,
-                 args.manifest_dir or Path("data/validated") / args.dataset, args.out or Path("reports/evaluate") / args.dataset,
-                 args.split, *training_settings(params), args.dataset)
+    task = dataset_task(params, args.dataset)
+    device, cache_dir = training_settings(params)
+    settings = mapping(lookup(params, f"{task}.evaluate", {}), f"{task}.evaluate")
+    try:
+        result = run(task, args.model_dir or Path("models") / args.dataset,
+                     args.manifest_dir or Path(get_task(task).data_root) / args.dataset,
+                     args.out or Path("reports/evaluate") / args.dataset, args.split, device, cache_dir, args.dataset, settings)
+    except ParamsError as exc:
+        raise exc.under(f"{task}.evaluate", args.params) from None
     log.info("%s on %s (%d images): %s %.3f", args.dataset, result.split, result.images, result.primary_metric, result.primary)
     return result
 

@@ -87,9 +87,12 @@ def run(
     lineage: Path | None = None,
     mlruns: Path = DEFAULT_ROOT,
     split: str = "test",
+    data_dir: Path | None = None,
 ) -> RegisterResult:
-    """Log, register and gate the model in ``model_dir`` (see the module's docstring)."""
+    """Log, register and gate the model in ``model_dir`` (see the module's docstring). ``manifest_dir`` is the
+    validated manifest (the run's dataset input); ``data_dir`` what the task reads (default: ``manifest_dir``)."""
     implementation = get_task(task)
+    data_dir = data_dir or manifest_dir
     manifest = read_manifest_dir(manifest_dir, task=task, columns=["path", "split", "label", "sha256"])
     for required in (model_dir / "train.json", model_dir / "history.csv", eval_dir / "metrics.json"):
         if not required.is_file():
@@ -131,15 +134,15 @@ def run(
             data = mlflow.data.from_pandas(table, source=str(manifest_dir.resolve()), name=dataset,
                                            targets="label" if table["label"].notna().any() else None)
         mlflow.log_input(data, context="training")
-        logged = implementation.log_model(model_dir, manifest_dir, name)
+        logged = implementation.log_model(model_dir, data_dir, name)
         version = logged.version
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
 
         # the gate: both models as the registry serves them, on the same images
-        new = implementation.score(f"models:/{name}/{version}", manifest_dir, split, trained["params"])
+        new = implementation.score(f"models:/{name}/{version}", data_dir, split, trained["params"])
         champion = alias_version(client, name, CHAMPION)
-        old = implementation.score(f"models:/{name}@{CHAMPION}", manifest_dir, split, trained["params"]) if champion else None
+        old = implementation.score(f"models:/{name}@{CHAMPION}", data_dir, split, trained["params"]) if champion else None
         metric = implementation.primary_metric
         decision = promotion_decision(new.primary, new.per_group, old.primary if old else None, old.per_group if old else None,
                                       margin, tolerance, metric, implementation.group_name)
@@ -189,7 +192,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="a dataset listed in params.yaml")
     parser.add_argument("--model-dir", type=Path, help="default: models/<dataset>")
     parser.add_argument("--eval-dir", type=Path, help="default: reports/evaluate/<dataset>")
-    parser.add_argument("--manifest-dir", type=Path, help="default: data/validated/<dataset>")
+    parser.add_argument("--manifest-dir", type=Path,
+                        help="the validated manifest, logged as the run's input (default: data/validated/<dataset>)")
+    parser.add_argument("--data-dir", type=Path, help="what the task reads (default: <its data_root>/<dataset>)")
     parser.add_argument("--lineage", type=Path, help="dvc.lock: tag the run with the DVC hashes the train stage ran with")
     parser.add_argument("--out", type=Path, help="default: reports/register/<dataset>.json")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -202,7 +207,7 @@ def execute(args: argparse.Namespace) -> RegisterResult:
     margin, tolerance = registry_settings(params)
     result = run(args.dataset, task, args.model_dir or Path("models") / args.dataset,
                  args.eval_dir or Path("reports/evaluate") / args.dataset, args.manifest_dir or Path("data/validated") / args.dataset,
-                 margin, tolerance, args.lineage)
+                 margin, tolerance, args.lineage, data_dir=args.data_dir or Path(get_task(task).data_root) / args.dataset)
     write_json(args.out or Path("reports/register") / f"{args.dataset}.json",
                {k: v for k, v in asdict(result).items() if k not in NOT_REPORTED})
     log.info("MLflow run %s", result.run_id)

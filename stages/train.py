@@ -41,7 +41,8 @@ def run(
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="a dataset listed in params.yaml")
-    parser.add_argument("--manifest-dir", type=Path, help="default: data/validated/<dataset>")
+    parser.add_argument("--data-dir", "--manifest-dir", dest="manifest_dir", type=Path,
+                        help="what the task reads (default: <the task's data_root>/<dataset>)")
     parser.add_argument("--out", type=Path, help="default: models/<dataset>")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--metrics", type=Path, help="write the summary here as JSON (for dvc metrics)")
@@ -56,7 +57,7 @@ def execute(args: argparse.Namespace) -> TrainResult:
 
     set_cpu_threads(cpu_threads(params))
     try:
-        result = run(task, args.manifest_dir or Path("data/validated") / args.dataset, args.out or Path("models") / args.dataset,
+        result = run(task, args.manifest_dir or Path(get_task(task).data_root) / args.dataset, args.out or Path("models") / args.dataset,
                      section, device, cache_dir)
     except ParamsError as exc:
         raise exc.under(f"{task}.datasets.{args.dataset}", args.params) from None

@@ -68,9 +68,9 @@ def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout, repro):
     first, _ = repro
     assert "Running stage 'ingest@coco'" in first.stdout
     metrics = json.loads((checkout / "reports/ingest/coco.json").read_text())
-    assert metrics["images"] == 64 and metrics["classes"] == 4
+    assert metrics["images"] == 300 and metrics["classes"] == 4
     gate = json.loads((checkout / "reports/validate/underground.json").read_text())
-    assert gate["passed"] == 1 and gate["kept_images"] == 36
+    assert gate["passed"] == 1 and gate["kept_images"] == 300
     assert (checkout / "reports/validate/underground/data_docs/index.html").is_file()
     assert (checkout / "data/validated/coco/quarantine.csv").read_text() == "file,image,expectation,reason\n"
     assert (checkout / "data/manifests/dsb2018/masks.parquet").is_file()
@@ -79,6 +79,15 @@ def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout, repro):
         assert (checkout / f"reports/evaluate/{name}/confusion.png").is_file()
         outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
         assert outcome["alias"] == "champion" and outcome["model_name"] == f"{name}-classifier"
+    for name in ("coco", "underground"):  # detection: the learnable samples reach mAP50 0.8 on the held-out split
+        metrics = json.loads((checkout / f"reports/evaluate/{name}/metrics.json").read_text())
+        assert metrics["map50"] >= 0.8 and metrics["split"] == "val (held out)", metrics
+        assert abs(metrics["coco"]["difference_map50_95"]) < 1e-3  # pycocotools agrees on the same predictions
+        assert sorted(p.name for p in (checkout / f"models/{name}").iterdir()) == ["classes.json", "history.csv", "model.pt", "train.json"]
+        outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
+        assert outcome["alias"] == "champion" and outcome["model_name"] == f"{name}-detector"
+    assert json.loads((checkout / "reports/evaluate/coco/metrics.json").read_text())["absent_classes"] == ["ring"]
+    assert not list(checkout.rglob("runs")) and not (checkout / "mlruns" / "Ultralytics").exists()  # save_dir exact
     assert (checkout / "mlruns/mlflow.db").is_file()
     second = sh(checkout, "dvc", "repro")
     assert "Running stage" not in second.stdout
@@ -219,6 +228,57 @@ def api(port: int, path: str, body: dict | None = None):
         return json.loads(r.read())
 
 
+def test_the_detector_champions_find_the_objects_of_a_held_out_image_and_ultralytics_logged_no_run_of_its_own(checkout, repro):
+    script = """
+import json, mlflow, numpy as np
+from pathlib import Path
+from PIL import Image
+from mlflow import MlflowClient
+from cvpipe.detection.evaluate import read_truth
+from cvpipe.detection.metrics import box_iou
+from cvpipe.detection.train import YoloSet
+from cvpipe.registry import tracking_uri
+mlflow.set_tracking_uri(tracking_uri())
+out = {}
+for name in ("coco", "underground"):
+    data = YoloSet.read(Path("data/yolo") / name)
+    path = next(p for p in data.images["val"] if data.label_file(p).read_text())
+    image = np.asarray(Image.open(path).convert("RGB"))
+    found = mlflow.pyfunc.load_model(f"models:/{name}-detector@champion").predict(image[None]).iloc[0]
+    boxes, classes = read_truth(data.label_file(path), image.shape[1], image.shape[0])
+    iou = box_iou(boxes, np.asarray(found["boxes"]).reshape(-1, 4))
+    hits = [bool(len(found["boxes"])) and iou[k].max() >= 0.5 and found["classes"][int(iou[k].argmax())] == data.classes.names[c]
+            for k, c in enumerate(classes)]
+    out[name] = {"objects": len(classes), "found": sum(hits), "predicted": len(found["boxes"])}
+client = MlflowClient()
+out["experiments"] = sorted(e.name for e in client.search_experiments())
+out["runs"] = [(r.data.tags.get("dataset"), r.info.run_name, r.info.status) for r in client.search_runs(
+    [e.experiment_id for e in client.search_experiments()])]
+print(json.dumps(out))
+"""
+    out = json.loads(sh(checkout, "python", "-c", script).stdout.strip().splitlines()[-1])
+    for name in ("coco", "underground"):
+        assert out[name]["objects"] > 0 and out[name]["found"] == out[name]["objects"] == out[name]["predicted"], out
+    # only the register stage writes to MLflow: one finished run per registered dataset, no Ultralytics experiment
+    assert out["experiments"] == sorted(["Default", "coco", "fruits360", "simpsons", "underground"]), out
+    assert sorted(r[0] for r in out["runs"]) == ["coco", "fruits360", "simpsons", "underground"], out
+    assert all(status == "FINISHED" for *_, status in out["runs"]), out
+
+
+def test_no_stage_connects_to_the_network(checkout, repro):
+    """Every stage process of the clean run, ultralytics' training and MLflow's logging included, looked
+    up no host name and connected to nothing but local sockets (tests/trace/sitecustomize.py)."""
+    _, trace = repro
+    contacts = {}
+    for log in trace.glob("*.json"):
+        record = json.loads(log.read_text())
+        local = ("127.0.0.1", "'localhost'", "connect '/")  # loopback, or a Unix socket's path
+        network = [c for c in record.get("network", []) if not any(mark in c for mark in local)]
+        if network:
+            contacts[" ".join(record["argv"][2:5])] = network
+    assert not contacts, contacts
+
+
 def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the_metrics_of_dvc_repro(checkout, repro, tmp_path):
     """`make serve` (python -m flows.deploy --serve) starts a Prefect server on loopback, registers the
     deployments of params.yaml's schedules and serves them; `prefect deployment run` of the pipeline
@@ -285,18 +345,22 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
         api(port, "health")
 
 
-def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_promoted(checkout, repro):
+def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_promoted_for_either_task(checkout, repro):
     params = checkout / "params.yaml"
     original = params.read_text()
     start = original.index("    fruits360:\n      architecture")
-    params.write_text(original[:start] + original[start:].replace("epochs: 25", "epochs: 1", 1))
+    changed = original[:start] + original[start:].replace("epochs: 25", "epochs: 1", 1)
+    start = changed.index("    underground:\n      model:")
+    params.write_text(changed[:start] + changed[start:].replace("epochs: 15", "epochs: 2", 1))
     try:
         out = sh(checkout, "dvc", "repro").stdout
         ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-        assert ran == ["evaluate@fruits360", "register@fruits360", "train@fruits360"]
-        outcome = json.loads((checkout / "reports/register/fruits360.json").read_text())
-        assert outcome["alias"] == "challenger" and outcome["champion_version"] == "1"
-        assert outcome["score"] < outcome["champion_score"]
+        assert ran == ["detection_evaluate@underground", "detection_register@underground", "detection_train@underground",
+                       "evaluate@fruits360", "register@fruits360", "train@fruits360"]
+        for name in ("fruits360", "underground"):
+            outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
+            assert outcome["alias"] == "challenger" and outcome["champion_version"] == "1", outcome
+            assert outcome["score"] < outcome["champion_score"]
     finally:
         params.write_text(original)
 

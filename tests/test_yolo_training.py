@@ -55,3 +55,27 @@ def test_one_epoch_on_the_converted_sample_without_label_warnings(tmp_path, monk
     assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").is_file()
     assert not (tmp_path / "mlruns").exists()
     assert (user_settings.read_bytes() if user_settings.exists() else None) == before  # the user's settings untouched
+
+
+def test_an_interrupted_detection_training_resumes_from_last_pt_and_publishes_only_reproducible_files(tmp_path, monkeypatch):
+    from cvpipe.detection.task import DetectionTask
+    from cvpipe.detection.train import Interrupted
+
+    root = generate("voc", tmp_path / "underground")
+    convert.run("voc-yolo", tmp_path / "yolo", root / "annotations", root / "images", val_fraction=0.25)
+    monkeypatch.chdir(tmp_path)
+    params = {"epochs": 3, "imgsz": 64, "batch": 32, "patience": 5, "augment": {"mosaic": 0.0}}
+    task, cache, out = DetectionTask(), tmp_path / "cache", tmp_path / "models" / "underground"
+    with pytest.raises(Interrupted):
+        task.train(tmp_path / "yolo", out, params, "cpu", cache, stop_after=1)
+    runs = list((cache / "yolo-runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "weights" / "last.pt").is_file() and not out.exists()
+    result = task.train(tmp_path / "yolo", out, params, "cpu", cache)
+    assert result.resumed_from_epoch == 0 and result.epochs == 3  # one epoch done, two more after the resume
+    assert sorted(p.name for p in out.iterdir()) == ["classes.json", "history.csv", "model.pt", "train.json"]
+    assert [int(line.split(",")[0]) for line in (out / "history.csv").read_text().splitlines()[1:]] == [1, 2, 3]
+    assert not (cache / "yolo-runs" / runs[0].name).exists()  # finished: the run folder is gone
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlruns").exists()
+    from ultralytics import YOLO
+
+    assert YOLO(str(out / "model.pt")).names == dict(enumerate(["platform sign", "roundel", "way out"]))

@@ -5,7 +5,6 @@ Metrics come from scikit-learn; every axis and table is labelled with the datase
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from cvpipe.io import write_bytes, write_text
+from cvpipe.plots import matrix_png, png
 
 
 @dataclass(frozen=True)
@@ -88,28 +88,7 @@ def confusion_csv(matrix: np.ndarray, names: list[str], decimals: int | None = N
 
 def confusion_png(scores: Scores, title: str) -> bytes:
     """Counts and row-normalised confusion matrices side by side, class names on both axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(scores.names)
-    size = max(4.0, 0.55 * n + 2.5)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), constrained_layout=True)
-    for ax, matrix, label, fmt in ((axes[0], scores.confusion, "counts", "d"), (axes[1], scores.normalized(), "row-normalised", ".2f")):
-        im = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=matrix.max() if matrix.max() > 0 else 1)
-        ax.set_xticks(range(n), scores.names, rotation=45, ha="right")
-        ax.set_yticks(range(n), scores.names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"{title}: {label}")
-        limit = matrix.max() / 2 if matrix.max() > 0 else 0.5
-        for t in range(n):
-            for p in range(n):
-                ax.text(p, t, format(matrix[t, p], fmt), ha="center", va="center", fontsize=8,
-                        color="white" if matrix[t, p] > limit else "black")
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    return _png(fig)
+    return matrix_png(scores.confusion, scores.normalized(), scores.names, scores.names, title)
 
 
 def gallery_png(images: list[np.ndarray], captions: list[str], title: str, columns: int = 6) -> bytes:
@@ -123,7 +102,7 @@ def gallery_png(images: list[np.ndarray], captions: list[str], title: str, colum
         fig, ax = plt.subplots(figsize=(5, 1.5))
         ax.axis("off")
         ax.text(0.5, 0.5, f"{title}\nno misclassified images", ha="center", va="center")
-        return _png(fig)
+        return png(fig)
     rows = -(-len(images) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.6 * rows), squeeze=False)
     for ax in axes.flat:
@@ -133,16 +112,7 @@ def gallery_png(images: list[np.ndarray], captions: list[str], title: str, colum
         ax.set_title(caption, fontsize=7, color="firebrick")
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no version stamp: same bytes every run
-    plt.close(fig)
-    return buffer.getvalue()
+    return png(fig)
 
 
 def write_report(out: Path, scores: Scores, predictions: pd.DataFrame, title: str, misclassified: list[tuple[np.ndarray, str]]) -> dict:

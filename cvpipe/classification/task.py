@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import warnings
 from dataclasses import asdict
@@ -13,7 +12,7 @@ from typing import Any
 
 from cvpipe.errors import DataError
 from cvpipe.io import write_json, write_text
-from cvpipe.tasks import LoggedModel, Scores, TrainResult
+from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
 from cvpipe.training import fingerprint, pick_device
 
 log = logging.getLogger(__name__)
@@ -30,6 +29,7 @@ class ClassificationTask:
     primary_metric = "macro_f1"
     per_group_metric = "f1"  # metrics.json's per-class F1, by class name
     group_name = "class"
+    data_root = "data/validated"
 
     def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
               cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
@@ -67,7 +67,7 @@ class ClassificationTask:
         return summary
 
     def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
-                 cache_dir: Path | None = None, title: str | None = None) -> dict[str, Any]:
+                 cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         import numpy as np
         import pandas as pd
 
@@ -147,17 +147,6 @@ class ClassificationTask:
         true = table.labels[idx]
         scores = score(true, np.where(pred < 0, (true + 1) % len(names), pred), names)
         return Scores(scores.macro_f1, scores.f1_by_class())
-
-
-def trained_params(model_dir: Path) -> dict[str, Any]:
-    """The training parameters ``train.json`` recorded (empty when there is none)."""
-    path = model_dir / "train.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("params", {})
-    except ValueError as exc:
-        raise DataError(path, f"malformed JSON: {exc}") from exc
 
 
 def history_csv(rows: list[dict]) -> str:

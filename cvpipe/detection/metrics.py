@@ -47,7 +47,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def _greedy(iou: np.ndarray, threshold: float) -> np.ndarray:
+def greedy_match(iou: np.ndarray, threshold: float) -> np.ndarray:
     """For predictions in descending score order (the rows of ``iou``), the true box each one takes:
     the unmatched one it overlaps most, at ``threshold`` or more; -1 for none."""
     taken = np.zeros(iou.shape[1], dtype=bool)
@@ -74,7 +74,7 @@ def confusion_matrix(images: Iterable[ImageResult], num_classes: int, conf: floa
         keep = im.pred_scores >= conf
         order = np.argsort(-im.pred_scores[keep], kind="stable")
         boxes, classes = im.pred_boxes[keep][order], im.pred_classes[keep][order]
-        taken = _greedy(box_iou(boxes, im.true_boxes), iou)
+        taken = greedy_match(box_iou(boxes, im.true_boxes), iou)
         for p, t in enumerate(taken):
             matrix[im.true_classes[t] if t >= 0 else bg, classes[p]] += 1
         missed = np.setdiff1d(np.arange(len(im.true_classes)), taken[taken >= 0])
@@ -146,7 +146,7 @@ def detection_scores(images: Sequence[ImageResult], names: Sequence[str], thresh
                 mine = im.pred_classes == c
                 order = np.argsort(-im.pred_scores[mine], kind="stable")
                 truth = im.true_boxes[im.true_classes == c]
-                taken = _greedy(box_iou(im.pred_boxes[mine][order], truth), float(t))
+                taken = greedy_match(box_iou(im.pred_boxes[mine][order], truth), float(t))
                 tps.append(taken >= 0)
                 scores.append(im.pred_scores[mine][order])
             aps.append(average_precision(np.concatenate(tps).astype(np.float64) if tps else np.zeros(0),

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from cvpipe.samples.draw import add_noise, jitter, place_boxes, save_jpeg
 
 CLASSES = ("roundel", "way out", "platform sign")
-IMAGES = 36
+IMAGES = 300  # enough gradient steps for a detector from scratch
 ANNOTATOR_DIR = "/Users/annotator/Desktop/london_underground/images"
 
 

@@ -78,3 +78,18 @@ def test_the_cache_key_changes_with_a_dependency_or_a_declared_param_and_nothing
 def test_the_project_pipeline_resolves_with_every_dataset_stage():
     names = {s.name for s in resolve(REPO)}
     assert {"ingest@coco", "validate@dsb2018", "convert_yolo@underground", "train@fruits360", "register@simpsons"} <= names
+
+
+def test_detection_runs_through_the_same_stage_modules_after_its_conversion():
+    """The pipeline flow and `dvc repro` see the detection block as they see classification's: the same
+    stage modules, after convert_yolo of the same dataset, each dataset's own params section only."""
+    from cvpipe.pipeline import in_order
+
+    specs = {s.name: s for s in resolve(REPO)}
+    order = [s.name for s in in_order(list(specs.values()))]
+    for name in ("coco", "underground"):
+        chain = [f"convert_yolo@{name}", f"detection_train@{name}", f"detection_evaluate@{name}", f"detection_register@{name}"]
+        assert [order.index(c) for c in chain] == sorted(order.index(c) for c in chain)
+        assert [specs[c].module for c in chain[1:]] == ["stages.train", "stages.evaluate", "stages.register"]
+        assert f"detection.datasets.{name}" in specs[f"detection_train@{name}"].params
+    assert not any(n.startswith(("train@", "detection_train@")) and n.split("@")[1] == "dsb2018" for n in specs)

@@ -81,8 +81,8 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
 
 
 def test_tasks_without_a_trainer_and_unknown_tasks_are_named(tmp_path):
-    with pytest.raises(CvpipeError, match="the detection task has no trainer yet"):
-        train.run("detection", tmp_path, tmp_path / "out", {})
+    with pytest.raises(CvpipeError, match="the segmentation task has no trainer yet"):
+        train.run("segmentation", tmp_path, tmp_path / "out", {})
     with pytest.raises(CvpipeError, match="unknown task 'ocr'; choose one of classification, detection, segmentation"):
         evaluate.run("ocr", tmp_path, tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()

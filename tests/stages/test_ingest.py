@@ -12,6 +12,7 @@ import pytest
 
 from cvpipe.classmap import ClassMap
 from cvpipe.manifest import MANIFEST_SCHEMA
+from cvpipe.samples import coco as coco_sample
 from cvpipe.samples import generate
 from stages import ingest
 from tests.conftest import REPO, write_image
@@ -22,8 +23,8 @@ def test_run_writes_manifest_boxes_and_class_map(tmp_path):
     result = ingest.run("coco", root, tmp_path / "out", workers=2)
     manifest = pq.read_table(tmp_path / "out" / "manifest.parquet")
     assert manifest.schema.equals(MANIFEST_SCHEMA)
-    assert manifest.num_rows == result.images == 64
-    assert result.images_per_split == {"train": 48, "val": 16}
+    assert manifest.num_rows == result.images == sum(coco_sample.SPLITS.values())
+    assert result.images_per_split == {"train": coco_sample.SPLITS["train2017"], "val": coco_sample.SPLITS["val2017"]}
     assert pq.read_table(tmp_path / "out" / "boxes.parquet").num_rows == result.boxes
     assert ClassMap.load(tmp_path / "out" / "classes.json").names == ["circle", "square", "triangle", "ring"]
     assert not (tmp_path / "out" / "masks.parquet").exists()

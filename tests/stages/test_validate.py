@@ -22,6 +22,7 @@ from PIL import Image
 from cvpipe.gate import GateConfig
 from cvpipe.params import load_params
 from cvpipe.samples import generate
+from cvpipe.samples import voc as voc_sample
 from stages import ingest, validate
 from stages.validate import config_from_params
 from tests.conftest import REPO, write_image
@@ -308,10 +309,10 @@ def test_quarantine_writes_clean_tables_and_keeps_raw_files(tmp_path):
     bad_image.write_bytes(bad_image.read_bytes()[:300])
     edit_xml(root, 3, first_object_edit(r"<xmax>\d+</xmax>", "<xmax>900</xmax>"))
     result, _ = gate(tmp_path, "underground", "voc", root, on_fail="quarantine")
-    assert result.passed and result.quarantined_images == 2 and result.kept_images == 34
+    assert result.passed and result.quarantined_images == 2 and result.kept_images == voc_sample.IMAGES - 2
     out = tmp_path / "validated" / "underground"
     kept = {r["path"] for r in pq.read_table(out / "manifest.parquet").to_pylist()}
-    assert "images/underground_002.jpg" not in kept and "images/underground_003.jpg" not in kept and len(kept) == 34
+    assert "images/underground_002.jpg" not in kept and "images/underground_003.jpg" not in kept and len(kept) == voc_sample.IMAGES - 2
     assert "images/underground_003.jpg" not in {b["path"] for b in pq.read_table(out / "boxes.parquet").to_pylist()}
     rows = list(csv.DictReader((out / "quarantine.csv").open()))
     assert {(r["file"], r["image"], r["expectation"]) for r in rows} == {

@@ -1,6 +1,7 @@
 """Loaded by every Python process when this folder is on PYTHONPATH and CVPIPE_TRACE names a folder:
-records, for ``python -m stages.*`` commands, the files and folders the process reads and the project
-modules it imports (tests/test_pipeline.py checks them against dvc.yaml's deps)."""
+records, for ``python -m stages.*`` commands, the files and folders the process reads, the project
+modules it imports (tests/test_pipeline.py checks them against dvc.yaml's deps), and every network
+address it connects to or looks up (nothing may be fetched at run time)."""
 
 import atexit
 import json
@@ -11,6 +12,7 @@ _folder = os.environ.get("CVPIPE_TRACE")
 _argv = list(getattr(sys, "orig_argv", []))
 if _folder and "-m" in _argv and _argv[_argv.index("-m") + 1].startswith("stages."):
     _reads: set[str] = set()
+    _network: set[str] = set()
     _WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 
     def _hook(event, args):
@@ -21,6 +23,10 @@ if _folder and "-m" in _argv and _argv[_argv.index("-m") + 1].startswith("stages
                 _reads.add(os.path.abspath(os.fsdecode(path)))
         elif event in ("os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
             _reads.add(os.path.abspath(os.fsdecode(args[0])))
+        elif event == "socket.connect":
+            _network.add(f"connect {args[1]!r}")
+        elif event == "socket.getaddrinfo":
+            _network.add(f"getaddrinfo {args[0]!r}")
 
     sys.addaudithook(_hook)
 
@@ -28,4 +34,5 @@ if _folder and "-m" in _argv and _argv[_argv.index("-m") + 1].startswith("stages
     def _write():
         modules = sorted({os.path.abspath(f) for m in list(sys.modules.values()) if (f := getattr(m, "__file__", None))})
         with open(os.path.join(_folder, f"{os.getpid()}.json"), "w") as out:
-            json.dump({"argv": _argv, "cwd": os.getcwd(), "reads": sorted(_reads), "modules": modules}, out)
+            json.dump({"argv": _argv, "cwd": os.getcwd(), "reads": sorted(_reads), "modules": modules,
+                       "network": sorted(_network)}, out)

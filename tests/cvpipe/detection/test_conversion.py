@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 from cvpipe.datasets import voc
-from cvpipe.detection.yolo import read_labels
+from cvpipe.detection.labels import read_labels
 from cvpipe.errors import DataError
+from cvpipe.samples import coco as coco_sample
 from cvpipe.samples import generate
+from cvpipe.samples import voc as voc_sample
 from stages import convert
 from tests.tfrecord_reader import parse_example, records
 
@@ -48,7 +50,7 @@ def test_voc_to_yolo_and_back_within_a_pixel(underground, tmp_path):
             assert got[0] == want[0] and max(abs(g - x) for g, x in zip(got[1:], want[1:], strict=True)) <= 1
         seen += len(back)
     assert seen == report["boxes"]
-    assert set(report["images"]) == {"train", "val"} and sum(report["images"].values()) == 36
+    assert set(report["images"]) == {"train", "val"} and sum(report["images"].values()) == voc_sample.IMAGES
 
 
 def test_yolo_layout_data_yaml_and_linked_images(underground, tmp_path):
@@ -57,7 +59,7 @@ def test_yolo_layout_data_yaml_and_linked_images(underground, tmp_path):
     data = yaml.safe_load((out / "data.yaml").read_text())
     assert data == {"path": out.as_posix(), "train": "images/train", "val": "images/val", "nc": 3,
                     "names": {0: "platform sign", 1: "roundel", 2: "way out"}}
-    assert report["image_links"] == {"hardlink": 36}
+    assert report["image_links"] == {"hardlink": voc_sample.IMAGES}
     for image in (out / "images").rglob("*.*"):
         assert (out / "labels" / image.parent.name / f"{image.stem}.txt").is_file()
     assert any(p.suffix == ".JPG" for p in (out / "images").rglob("*"))
@@ -161,8 +163,9 @@ def test_coco_ids_map_to_contiguous_indices_and_the_mapping_is_written(tmp_path)
     assert [(r["source_id"], r["index"], r["name"]) for r in mapping] == [
         ("1", "0", "circle"), ("3", "1", "square"), ("7", "2", "triangle"), ("90", "3", "ring")]
     assert yaml.safe_load((out / "data.yaml").read_text())["names"] == {0: "circle", 1: "square", 2: "triangle", 3: "ring"}
-    assert report["images"] == {"val": 16} and report["crowd_skipped"] == 1
     doc = json.loads((root / "annotations" / "instances_val2017.json").read_text())
+    crowds = sum(a["iscrowd"] for a in doc["annotations"])
+    assert report["images"] == {"val": coco_sample.SPLITS["val2017"]} and report["crowd_skipped"] == crowds >= 1
     with_objects = {a["image_id"] for a in doc["annotations"] if not a["iscrowd"]}
     assert report["background_images"] == len(doc["images"]) - len(with_objects) >= 1
     classes = {int(line.split()[0]) for p in (out / "labels").rglob("*.txt") for line in p.read_text().splitlines()}
@@ -221,7 +224,7 @@ def test_voc_to_tfrecord_read_back_independently(underground, tmp_path):
     expected = voc_boxes(underground)
     names = ["platform sign", "roundel", "way out"]
     examples = [parse_example(r) for f in sorted(out.glob("*.record")) for r in records(f)]
-    assert len(examples) == 36 == report["records"]
+    assert len(examples) == voc_sample.IMAGES == report["records"]
     for ex in examples:
         filename = ex["image/filename"][0].decode()
         original = (underground / "images" / filename).read_bytes()
@@ -257,7 +260,7 @@ def test_coco_to_tfrecord_labels_are_one_based(tmp_path):
     convert.run("coco-tfrecord", out, root / "annotations" / "instances_train2017.json", root / "train2017")
     labels = {v for f in out.glob("*.record") for r in records(f) for v in parse_example(r)["image/object/class/label"]}
     assert labels <= {1, 2, 3} and 0 not in labels
-    assert json.loads((out / "conversion.json").read_text())["records"] == 48
+    assert json.loads((out / "conversion.json").read_text())["records"] == coco_sample.SPLITS["train2017"]
 
 
 def test_tfrecord_bytes_are_the_same_in_another_process(underground, tmp_path):

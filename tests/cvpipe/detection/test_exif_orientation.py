@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from cvpipe.detection.yolo import read_labels
+from cvpipe.detection.labels import read_labels
 from cvpipe.exif import orientation
 from stages import convert
 from tests.tfrecord_reader import parse_example, records

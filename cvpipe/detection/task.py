@@ -1,0 +1,150 @@
+"""Detection behind the task seam (:class:`cvpipe.tasks.Task`): YOLO with ultralytics on a converted
+YOLO folder (``data/yolo/<dataset>``); evaluation and the promotion gate on COCO-style mAP50-95."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cvpipe.errors import DataError
+from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
+
+log = logging.getLogger(__name__)
+PIP_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "ultralytics==8.4.190", "numpy", "pillow", "pandas"]
+
+
+class DetectionTask:
+    """YOLO detectors (any model YAML ultralytics ships, or a local .pt) on COCO and LabelImg datasets."""
+
+    name = "detection"
+    model_kind = "detector"
+    primary_metric = "map50_95"
+    per_group_metric = "ap50_95"  # metrics.json's AP50-95 per class present in the split, by class name
+    group_name = "class"
+    data_root = "data/yolo"  # what the stages read: the converted YOLO folder
+
+    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
+              cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
+        import tempfile
+
+        import torch
+
+        from cvpipe.detection import train as t
+        from cvpipe.detection.ultra import load
+        from cvpipe.io import remove_dir
+        from cvpipe.training import fingerprint
+
+        config = t.DetectionConfig.from_params(params)
+        dev = t.check_device(device)
+        work = (cache_dir or Path(tempfile.gettempdir()) / "cvpipe").resolve()
+        load(work / "ultralytics")
+        data = t.YoloSet.read(manifest_dir)
+        data_digest, params_digest = data.digest(), fingerprint(asdict(config))
+        key = fingerprint(data_digest, params_digest, t.CODE_VERSION, dev.split(":")[0])
+        mirror, run_dir = work / "yolo-data" / key, work / "yolo-runs" / key
+        counts = t.training_mirror(data, mirror, config.val_fraction)
+        log.info("%d train / %d val images (from images/train), %d classes, %s on %s", counts["train"], counts["val"],
+                 len(data.classes), config.model, dev)
+        trained = t.fit(config, mirror / "data.yaml", run_dir, dev, torch.get_num_threads(), stop_after)
+        summary = TrainResult(
+            task=self.name, model=Path(config.model).stem, epochs=trained.epochs, best_epoch=trained.best_epoch,
+            stopped_early=trained.stopped_early, resumed_from_epoch=trained.resumed_from, device=trained.device,
+            seconds=round(trained.seconds, 1), data_digest=data_digest, params_digest=params_digest, metrics=trained.metrics,
+        )
+        stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
+        t.write_outputs(out, trained, data, asdict(config), stable)
+        remove_dir(run_dir)  # finished: the next run with these inputs starts afresh
+        remove_dir(mirror)
+        return summary
+
+    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
+                 cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        import tempfile
+
+        from cvpipe.detection import evaluate as e
+        from cvpipe.detection.metrics import ImageResult
+        from cvpipe.detection.train import check_device
+        from cvpipe.detection.ultra import load
+
+        config = e.Settings.from_params(settings or {})
+        load(((cache_dir or Path(tempfile.gettempdir()) / "cvpipe") / "ultralytics").resolve())
+        from ultralytics import YOLO
+
+        model, data, trained = self._load(model_dir, manifest_dir, YOLO)
+        held_out = data.held_out(split)
+        files = data.images[held_out]
+        if not files:
+            raise DataError(manifest_dir / "images" / held_out, f"no images in the {held_out!r} split to evaluate on")
+        predictions = e.predict_files(model, files, trained["params"]["imgsz"], check_device(device), config, progress="evaluate")
+        images = []
+        for path, (boxes, classes, scores, (w, h)) in zip(files, predictions, strict=True):
+            true_boxes, true_classes = e.read_truth(data.label_file(path), w, h)
+            images.append(ImageResult.of(true_boxes, true_classes, boxes, classes, scores))
+        sizes = [p[3] for p in predictions]
+        return e.write_report(out, images, sizes, files, data.classes.names, config, title or manifest_dir.name,
+                              f"{held_out} (held out)" if held_out != split else split)
+
+    def _load(self, model_dir: Path, data_dir: Path, yolo_cls):
+        from cvpipe.detection.train import YoloSet
+
+        if not (model_dir / "model.pt").is_file():
+            raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
+        data = YoloSet.read(data_dir)
+        model = yolo_cls(str(model_dir / "model.pt"), task="detect")
+        names = [model.names[k] for k in sorted(model.names)]
+        if names != data.classes.names:
+            raise DataError(model_dir / "model.pt", f"model classes {names} differ from the dataset's {data.classes.names}")
+        return model, data, {"params": trained_params(model_dir)}
+
+    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
+        import mlflow
+        import numpy as np
+
+        from cvpipe.detection import mlflow_model
+        from cvpipe.detection.pyfunc import SIGNATURE
+        from cvpipe.detection.train import YoloSet
+        from cvpipe.pil import open_image
+
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
+        if not (model_dir / "model.pt").is_file():
+            raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
+        data = YoloSet.read(manifest_dir)
+        with open_image(data.images["train"][0]) as im:
+            example = np.asarray(im.convert("RGB"), dtype=np.uint8)[None]
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(Path(mlflow_model.__file__)),
+            artifacts={"model": str(model_dir / "model.pt"), "classes": str(model_dir / "classes.json")},
+            signature=SIGNATURE, input_example=example, code_paths=[str(Path(__file__).resolve().parents[1])],
+            pip_requirements=PIP_REQUIREMENTS, registered_model_name=registered_name,
+        )
+        return LoggedModel(registered_name, str(info.registered_model_version))
+
+    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+        """mAP50-95 and AP50-95 per class of the registered model at ``model_uri``, loaded as anyone would load it,
+        on the held-out split, from its predictions down to a confidence of 0.001."""
+        import mlflow.pyfunc
+        import numpy as np
+
+        from cvpipe.detection.evaluate import read_truth
+        from cvpipe.detection.metrics import ImageResult, detection_scores
+        from cvpipe.detection.train import YoloSet
+        from cvpipe.pil import open_image
+
+        data = YoloSet.read(manifest_dir)
+        names = data.classes.names
+        index = {n: k for k, n in enumerate(names)}
+        model = mlflow.pyfunc.load_model(model_uri)
+        images = []
+        for path in data.images[data.held_out(split)]:
+            with open_image(path) as im:
+                pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            found = model.predict(pixels[None], params={"conf": 0.001}).iloc[0]
+            true_boxes, true_classes = read_truth(data.label_file(path), pixels.shape[1], pixels.shape[0])
+            # a class name the dataset does not have (an older class map) matches no true box
+            classes = [index.get(c, -1) for c in found["classes"]]
+            images.append(ImageResult.of(true_boxes, true_classes, found["boxes"], classes, found["scores"]))
+        scores = detection_scores(images, names)
+        return Scores(scores.mean("ap50_95") or 0.0, {n: scores.per_class[n].ap50_95 for n in scores.present})

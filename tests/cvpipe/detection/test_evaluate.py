@@ -1,0 +1,88 @@
+"""Detection evaluation: our AP against pycocotools on the same predictions, precision and recall
+counts, the report files, and the settings' errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cvpipe.detection.evaluate import Settings, coco_evaluate, errors_per_image, precision_recall, write_report
+from cvpipe.detection.metrics import ImageResult, detection_scores
+from cvpipe.errors import ParamsError
+from tests.conftest import write_image
+
+NAMES = ["cat", "dog", "bird"]
+
+
+def noisy_predictions(seed: int, images: int = 40) -> list[ImageResult]:
+    """True boxes, and predictions that jitter them, change class now and then, miss some and add false ones."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(images):
+        n = int(rng.integers(0, 5))
+        xy = rng.uniform(0, 150, (n, 2))
+        true = np.hstack([xy, xy + rng.uniform(10, 60, (n, 2))])
+        classes = rng.integers(0, 2, n)  # "bird" never occurs: an absent class
+        keep = rng.random(n) > 0.15
+        pred = true[keep] + rng.normal(0, 2.5, (int(keep.sum()), 4))
+        pred_classes = np.where(rng.random(int(keep.sum())) < 0.1, 1 - classes[keep], classes[keep])
+        extra = int(rng.integers(0, 3))
+        fxy = rng.uniform(0, 150, (extra, 2))
+        pred = np.vstack([pred, np.hstack([fxy, fxy + 20])])
+        pred_classes = np.concatenate([pred_classes, rng.integers(0, 3, extra)])
+        scores = np.concatenate([rng.uniform(0.2, 1, int(keep.sum())), rng.uniform(0.01, 0.6, extra)])  # false ones score lower
+        out.append(ImageResult.of(true, classes, pred, pred_classes, scores))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_our_average_precision_equals_pycocotools_on_the_same_predictions(seed):
+    images = noisy_predictions(seed)
+    ours = detection_scores(images, NAMES)
+    coco = coco_evaluate(images, [(256, 256)] * len(images), NAMES)
+    assert ours.absent == ["bird"] and "bird" not in coco["per_class"]
+    assert 0.3 < ours.mean("ap50_95") < 0.95  # a fixture where the figure means something
+    assert ours.mean("ap50_95") == pytest.approx(coco["map50_95"], abs=1e-9)
+    assert ours.mean("ap50") == pytest.approx(coco["map50"], abs=1e-9)
+    for name in ours.present:
+        assert ours.per_class[name].ap50_95 == pytest.approx(coco["per_class"][name]["ap50_95"], abs=1e-9)
+
+
+def test_precision_and_recall_count_matches_within_each_class_at_the_confidence():
+    a, b = [10, 10, 50, 50], [60, 60, 100, 100]
+    images = [
+        ImageResult.of([a, b], [0, 1], [a, b], [0, 0], [0.9, 0.8]),  # one right, one dog called a cat
+        ImageResult.of([a], [0], [a], [0], [0.1]),  # below the confidence: a miss
+    ]
+    counts = precision_recall(images, 3, conf=0.25, iou=0.5)
+    assert counts.tolist() == [[1, 1, 1], [0, 0, 1], [0, 0, 0]]  # cat: tp, fp, fn
+    assert errors_per_image(images, 3, 0.25, 0.5) == [1, 1]  # the wrong class; the miss
+
+
+def test_the_report_names_every_class_reports_absent_ones_and_writes_its_files(tmp_path):
+    images = noisy_predictions(0, images=6)
+    files = [write_image(tmp_path / "img" / f"{k}.jpg", (256, 256)) for k in range(6)]
+    metrics = write_report(tmp_path / "out", images, [(256, 256)] * 6, files, NAMES, Settings(), "fixture", "val")
+    assert metrics["absent_classes"] == ["bird"] and metrics["per_class"]["bird"]["ap50_95"] is None
+    assert set(metrics["ap50_95"]) == {"cat", "dog"}  # the gate's per-class scores: present classes only
+    assert metrics["map50_95"] == pytest.approx(metrics["coco"]["map50_95"], abs=1e-6)
+    assert metrics["coco"]["difference_map50_95"] == pytest.approx(0, abs=1e-6)
+    json.dumps(metrics, allow_nan=False)  # metrics.json is strict JSON (no NaN for an absent class)
+    out = tmp_path / "out"
+    header = (out / "confusion.csv").read_text().splitlines()[0]
+    assert header == "true \\ predicted,cat,dog,bird,background"
+    rows = [line.split(",")[0] for line in (out / "confusion.csv").read_text().splitlines()[1:]]
+    assert rows == [*NAMES, "background"]
+    assert sorted(p.name for p in (out / "pr").iterdir()) == ["cat.csv", "dog.csv"]
+    assert (out / "pr" / "cat.csv").read_text().startswith("recall,precision,confidence\n")
+    for png in ("confusion.png", "pr_curves.png", "errors.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("section", "key"), [({"conf": 2}, "conf"), ({"max_det": 0}, "max_det"), ({"iuo": 0.5}, "iuo"),
+                                              ({"iou": "high"}, "iou")])
+def test_evaluate_settings_name_the_bad_key(section, key):
+    with pytest.raises(ParamsError, match=key):
+        Settings.from_params(section)
