@@ -36,7 +36,9 @@ BIN = Path(sys.executable).parent
 
 def run(cmd: list[str], cwd: Path, env: dict | None = None) -> float:
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env={**os.environ, "YOLO_OFFLINE": "1", **(env or {})}, capture_output=True, text=True,
+    # the CLI's settings and fonts in a folder of the benchmark's own, not the user's ~/.config/Ultralytics
+    config = {"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(Path(tempfile.gettempdir()) / "cvpipe-bench-ultralytics")}
+    done = subprocess.run(cmd, cwd=cwd, env={**os.environ, **config, **(env or {})}, capture_output=True, text=True,
                           check=False)
     seconds = time.perf_counter() - start
     if done.returncode:
@@ -68,6 +70,8 @@ def main() -> None:
         base = Path(tmp)
         data = base / "yolo"
         shutil.copytree(source, data)
+        doc = yaml.safe_load((data / "data.yaml").read_text())
+        (data / "data.yaml").write_text(yaml.safe_dump(doc | {"path": str(data)}, sort_keys=False))  # the CLI reads it as is
         section = yaml.safe_load((REPO / "params.yaml").read_text())["detection"]["datasets"][args.dataset]
 
         from cvpipe.detection.train import DetectionConfig, YoloSet, training_mirror

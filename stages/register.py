@@ -205,9 +205,13 @@ def execute(args: argparse.Namespace) -> RegisterResult:
     params = load_params(args.params)
     task = dataset_task(params, args.dataset)
     margin, tolerance = registry_settings(params)
+    manifest_dir = args.manifest_dir or Path("data/validated") / args.dataset
+    data_root = Path(get_task(task).data_root)
+    # a task that reads the validated manifest itself reads the one given with --manifest-dir
+    data_dir = args.data_dir or (manifest_dir if data_root == Path("data/validated") else data_root / args.dataset)
     result = run(args.dataset, task, args.model_dir or Path("models") / args.dataset,
-                 args.eval_dir or Path("reports/evaluate") / args.dataset, args.manifest_dir or Path("data/validated") / args.dataset,
-                 margin, tolerance, args.lineage, data_dir=args.data_dir or Path(get_task(task).data_root) / args.dataset)
+                 args.eval_dir or Path("reports/evaluate") / args.dataset, manifest_dir,
+                 margin, tolerance, args.lineage, data_dir=data_dir)
     write_json(args.out or Path("reports/register") / f"{args.dataset}.json",
                {k: v for k, v in asdict(result).items() if k not in NOT_REPORTED})
     log.info("MLflow run %s", result.run_id)

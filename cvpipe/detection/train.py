@@ -248,7 +248,10 @@ def fit(config: DetectionConfig, data_yaml: Path, run_dir: Path, device: str, th
     last = run_dir / "weights" / "last.pt"
     resumed_from = resumable_epoch(last)
     cuda = device.startswith("cuda")
-    model = YOLO(str(last) if resumed_from is not None else config.model)
+    try:
+        model = YOLO(str(last) if resumed_from is not None else config.model)
+    except FileNotFoundError as exc:  # a YAML name ultralytics does not ship
+        raise ParamsError("model", f"{config.model!r} is neither a model YAML ultralytics ships nor a local file ({exc})") from None
     done = {"epochs": 0}
 
     def pin_threads(_trainer) -> None:  # ultralytics' select_device sets cpu_count - 1 threads
