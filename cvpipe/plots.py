@@ -1,7 +1,9 @@
-"""Pictures shared by the tasks' evaluations: labelled matrices, reproducible PNG bytes."""
+"""Pictures and tables shared by the tasks' evaluations: labelled matrices (PNG and CSV), plain CSV
+tables, reproducible PNG bytes."""
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -41,3 +43,20 @@ def png(fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+def csv_text(rows: list[dict], fields: list[str] | None = None) -> str:
+    """Rows as CSV (header from ``fields`` or the first row), floats to 6 decimals, None as empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields or list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    return buffer.getvalue()
+
+
+def confusion_csv(matrix: np.ndarray, names: list[str], decimals: int | None = None) -> str:
+    """A matrix with true classes on the rows and predicted ones on the columns, names on both axes."""
+    import pandas as pd
+
+    frame = pd.DataFrame(matrix, index=pd.Index(names, name="true \\ predicted"), columns=names)
+    return (frame.round(decimals) if decimals is not None else frame).to_csv(lineterminator="\n")

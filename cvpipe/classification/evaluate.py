@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from cvpipe.io import write_bytes, write_text
-from cvpipe.plots import matrix_png, png
+from cvpipe.plots import confusion_csv, matrix_png, png
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,6 @@ def per_class_table(scores: Scores) -> str:
     table.loc[len(table)] = ["macro avg", scores.macro["precision"], scores.macro["recall"], scores.macro["f1"], total]
     table.loc[len(table)] = ["weighted avg", scores.weighted["precision"], scores.weighted["recall"], scores.weighted["f1"], total]
     return table.round(6).to_csv(index=False, lineterminator="\n")
-
-
-def confusion_csv(matrix: np.ndarray, names: list[str], decimals: int | None = None) -> str:
-    frame = pd.DataFrame(matrix, index=pd.Index(names, name="true \\ predicted"), columns=names)
-    return (frame.round(decimals) if decimals is not None else frame).to_csv(lineterminator="\n")
 
 
 def confusion_png(scores: Scores, title: str) -> bytes:

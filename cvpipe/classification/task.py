@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import warnings
 from dataclasses import asdict
@@ -12,6 +10,7 @@ from typing import Any
 
 from cvpipe.errors import DataError
 from cvpipe.io import write_json, write_text
+from cvpipe.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
 from cvpipe.training import fingerprint, pick_device
 
@@ -51,7 +50,7 @@ class ClassificationTask:
         out.mkdir(parents=True, exist_ok=True)
         save_trained(out / "model.pt", result.model, config.architecture, table.classes.names, config.image_size)
         table.classes.save(out / "classes.json")
-        write_text(out / "history.csv", history_csv(result.history))
+        write_text(out / "history.csv", csv_text(result.history))
         best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
         summary = TrainResult(
             task=self.name, model=config.architecture, epochs=len(result.history), best_epoch=result.best_epoch,
@@ -147,11 +146,3 @@ class ClassificationTask:
         true = table.labels[idx]
         scores = score(true, np.where(pred < 0, (true + 1) % len(names), pred), names)
         return Scores(scores.macro_f1, scores.f1_by_class())
-
-
-def history_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    return buffer.getvalue()

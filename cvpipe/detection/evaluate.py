@@ -5,7 +5,6 @@ precision-recall curves per class, and a gallery of the images with the most err
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from contextlib import redirect_stdout
@@ -16,7 +15,7 @@ import numpy as np
 
 from cvpipe.detection.metrics import ImageResult, box_iou, confusion_matrix, detection_scores, greedy_match
 from cvpipe.io import write_bytes, write_text
-from cvpipe.plots import matrix_png, png
+from cvpipe.plots import confusion_csv, csv_text, matrix_png, png
 
 BACKGROUND = "background"
 GALLERY_MAX = 12
@@ -33,13 +32,14 @@ class Settings:
 
     @classmethod
     def from_params(cls, section: dict) -> Settings:
+        from cvpipe.errors import ParamsError
         from cvpipe.params import check_keys, mapping, number
 
         section = dict(mapping(section or {}, ""))
         check_keys(section, cls.__dataclass_fields__)
         for key in ("conf", "iou", "nms_iou"):
-            if key in section:
-                number(section[key], key, minimum=0, below=1.0000001)
+            if key in section and number(section[key], key, minimum=0) > 1:
+                raise ParamsError(key, f"must be a number in [0, 1], not {section[key]!r}")
         if "max_det" in section:
             number(section["max_det"], "max_det", integer=True, minimum=1)
         return cls(**section)
@@ -159,7 +159,7 @@ def write_report(out: Path, images: Sequence[ImageResult], sizes: Sequence[tuple
     counts = precision_recall(images, len(names), settings.conf, settings.iou)
     matrix = confusion_matrix(images, len(names), settings.conf, settings.iou)
     r = lambda v: None if v is None else round(float(v), 6)  # noqa: E731
-    per_class_rows, per_class = [], {}
+    per_class_rows = []
     for c, name in enumerate(names):
         tp, fp, fn = (int(v) for v in counts[c])
         ap, reference = ours.per_class[name], coco["per_class"].get(name, {})
@@ -169,7 +169,6 @@ def write_report(out: Path, images: Sequence[ImageResult], sizes: Sequence[tuple
                "coco_ap50": r(reference.get("ap50")), "coco_ap50_95": r(reference.get("ap50_95")),
                "tp": tp, "fp": fp, "fn": fn}
         per_class_rows.append(row)
-        per_class[name] = {k: v for k, v in row.items() if k != "class"}
     present = [row for row in per_class_rows if row["present"]]
     tp, fp, fn = (int(v) for v in counts.sum(0))
     map50_95, map50 = ours.mean("ap50_95"), ours.mean("ap50")
@@ -181,26 +180,22 @@ def write_report(out: Path, images: Sequence[ImageResult], sizes: Sequence[tuple
         "map50": r(map50),
         "precision": r(tp / (tp + fp)) if tp + fp else None,
         "recall": r(tp / (tp + fn)) if tp + fn else None,
-        "conf": settings.conf,
-        "iou": settings.iou,
         "coco": {"map50_95": r(coco["map50_95"]), "map50": r(coco["map50"]),
                  "difference_map50_95": r((map50_95 or 0.0) - coco["map50_95"]), "difference_map50": r((map50 or 0.0) - coco["map50"])},
         "absent_classes": ours.absent,
-        "ap50_95": {row["class"]: row["ap50_95"] for row in present},
-        "per_class": per_class,
-    }
-    write_text(out / "per_class.csv", _csv(per_class_rows))
+        "ap50_95": {row["class"]: row["ap50_95"] for row in present},  # the gate's per-class scores
+    }  # flat, for `dvc metrics show/diff`; everything per class is in per_class.csv
+    write_text(out / "per_class.csv", csv_text(per_class_rows))
     axes = [*names, BACKGROUND]
-    write_text(out / "confusion.csv", _matrix_csv(matrix, axes))
+    write_text(out / "confusion.csv", confusion_csv(matrix, axes))
     rows = matrix.sum(1, keepdims=True)
     write_bytes(out / "confusion.png", matrix_png(matrix, np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0), axes, axes,
                                                   f"{title} (conf {settings.conf}, IoU {settings.iou})"))
     curves = {name: pr_curve(images, c) for c, name in enumerate(names) if ours.per_class[name].ap is not None}
     write_bytes(out / "pr_curves.png", pr_png(curves, {n: ours.per_class[n].ap50 for n in curves}, title))
     for name, (recall, precision, score) in curves.items():
-        write_text(out / "pr" / f"{_file_name(name)}.csv",
-                   _csv([{"recall": r(a), "precision": r(b), "confidence": r(s)} for a, b, s in zip(recall, precision, score, strict=True)],
-                        ["recall", "precision", "confidence"]))
+        points = [{"recall": r(a), "precision": r(b), "confidence": r(s)} for a, b, s in zip(recall, precision, score, strict=True)]
+        write_text(out / "pr" / f"{_file_name(name)}.csv", csv_text(points, ["recall", "precision", "confidence"]))
     errors = errors_per_image(images, len(names), settings.conf, settings.iou)
     worst = [k for k in np.argsort(-np.asarray(errors), kind="stable")[:GALLERY_MAX] if errors[k] > 0]
     write_bytes(out / "errors.png", gallery_png([files[k] for k in worst], [images[k] for k in worst], [errors[k] for k in worst],
@@ -210,23 +205,6 @@ def write_report(out: Path, images: Sequence[ImageResult], sizes: Sequence[tuple
 
 def _file_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-
-
-def _csv(rows: list[dict], fields: list[str] | None = None) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields or list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _matrix_csv(matrix: np.ndarray, axes: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["true \\ predicted", *axes])
-    for name, row in zip(axes, matrix, strict=True):
-        writer.writerow([name, *(int(v) for v in row)])
-    return buffer.getvalue()
 
 
 def pr_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], ap50: dict[str, float | None], title: str) -> bytes:

@@ -28,19 +28,15 @@ class DetectionTask:
 
     def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
               cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
-        import tempfile
-
         import torch
 
         from cvpipe.detection import train as t
-        from cvpipe.detection.ultra import load
         from cvpipe.io import remove_dir
         from cvpipe.training import fingerprint
 
         config = t.DetectionConfig.from_params(params)
         dev = t.check_device(device)
-        work = (cache_dir or Path(tempfile.gettempdir()) / "cvpipe").resolve()
-        load(work / "ultralytics")
+        work = _ultralytics_loaded(cache_dir)
         data = t.YoloSet.read(manifest_dir)
         data_digest, params_digest = data.digest(), fingerprint(asdict(config))
         key = fingerprint(data_digest, params_digest, t.CODE_VERSION, dev.split(":")[0])
@@ -62,23 +58,24 @@ class DetectionTask:
 
     def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
                  cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-        import tempfile
-
         from cvpipe.detection import evaluate as e
         from cvpipe.detection.metrics import ImageResult
-        from cvpipe.detection.train import check_device
-        from cvpipe.detection.ultra import load
+        from cvpipe.detection.train import YoloSet, check_device
 
         config = e.Settings.from_params(settings or {})
-        load(((cache_dir or Path(tempfile.gettempdir()) / "cvpipe") / "ultralytics").resolve())
+        _ultralytics_loaded(cache_dir)
         from ultralytics import YOLO
 
-        model, data, trained = self._load(model_dir, manifest_dir, YOLO)
+        data = YoloSet.read(manifest_dir)
+        model = YOLO(str(_model_file(model_dir)), task="detect")
+        names = [model.names[k] for k in sorted(model.names)]
+        if names != data.classes.names:
+            raise DataError(model_dir / "model.pt", f"model classes {names} differ from the dataset's {data.classes.names}")
         held_out = data.held_out(split)
         files = data.images[held_out]
         if not files:
             raise DataError(manifest_dir / "images" / held_out, f"no images in the {held_out!r} split to evaluate on")
-        predictions = e.predict_files(model, files, trained["params"]["imgsz"], check_device(device), config, progress="evaluate")
+        predictions = e.predict_files(model, files, trained_params(model_dir)["imgsz"], check_device(device), config, progress="evaluate")
         images = []
         for path, (boxes, classes, scores, (w, h)) in zip(files, predictions, strict=True):
             true_boxes, true_classes = e.read_truth(data.label_file(path), w, h)
@@ -86,18 +83,6 @@ class DetectionTask:
         sizes = [p[3] for p in predictions]
         return e.write_report(out, images, sizes, files, data.classes.names, config, title or manifest_dir.name,
                               f"{held_out} (held out)" if held_out != split else split)
-
-    def _load(self, model_dir: Path, data_dir: Path, yolo_cls):
-        from cvpipe.detection.train import YoloSet
-
-        if not (model_dir / "model.pt").is_file():
-            raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
-        data = YoloSet.read(data_dir)
-        model = yolo_cls(str(model_dir / "model.pt"), task="detect")
-        names = [model.names[k] for k in sorted(model.names)]
-        if names != data.classes.names:
-            raise DataError(model_dir / "model.pt", f"model classes {names} differ from the dataset's {data.classes.names}")
-        return model, data, {"params": trained_params(model_dir)}
 
     def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
         import mlflow
@@ -109,8 +94,7 @@ class DetectionTask:
         from cvpipe.pil import open_image
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
-        if not (model_dir / "model.pt").is_file():
-            raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
+        _model_file(model_dir)
         data = YoloSet.read(manifest_dir)
         with open_image(data.images["train"][0]) as im:
             example = np.asarray(im.convert("RGB"), dtype=np.uint8)[None]
@@ -148,3 +132,21 @@ class DetectionTask:
             images.append(ImageResult.of(true_boxes, true_classes, found["boxes"], classes, found["scores"]))
         scores = detection_scores(images, names)
         return Scores(scores.mean("ap50_95") or 0.0, {n: scores.per_class[n].ap50_95 for n in scores.present})
+
+
+def _ultralytics_loaded(cache_dir: Path | None) -> Path:
+    """The working folder (absolute) under the cache, or a temporary one; ultralytics imported offline,
+    its settings and fonts in ``<work>/ultralytics``."""
+    import tempfile
+
+    from cvpipe.detection.ultra import load
+
+    work = (cache_dir or Path(tempfile.gettempdir()) / "cvpipe").resolve()
+    load(work / "ultralytics")
+    return work
+
+
+def _model_file(model_dir: Path) -> Path:
+    if not (model_dir / "model.pt").is_file():
+        raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
+    return model_dir / "model.pt"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import logging
 import os
 import time
@@ -217,14 +216,6 @@ def history_rows(results_csv: Path) -> list[dict[str, float]]:
     return rows
 
 
-def history_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 @contextmanager
 def amp_decided_by_device(use_amp: bool):
     """AMP on CUDA without ultralytics' check, which downloads yolo26n.pt (checks.py:1040); the choice is
@@ -310,10 +301,11 @@ def resumable_epoch(last: Path) -> int | None:
 def write_outputs(out: Path, trained: Trained, data: YoloSet, params: dict[str, Any], summary: dict[str, Any]) -> None:
     """models/<dataset>: model.pt, history.csv, classes.json, train.json (only what the inputs decide)."""
     from cvpipe.detection.ultra import portable_checkpoint
+    from cvpipe.plots import csv_text
 
     out.mkdir(parents=True, exist_ok=True)
     portable_checkpoint(trained.best, out / "model.pt", params)
-    write_text(out / "history.csv", history_csv(trained.history))
+    write_text(out / "history.csv", csv_text(trained.history))
     data.classes.save(out / "classes.json")
     write_json(out / "train.json", summary | {"params": params})
 

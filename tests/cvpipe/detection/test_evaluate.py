@@ -3,6 +3,7 @@ counts, the report files, and the settings' errors."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -65,8 +66,12 @@ def test_the_report_names_every_class_reports_absent_ones_and_writes_its_files(t
     images = noisy_predictions(0, images=6)
     files = [write_image(tmp_path / "img" / f"{k}.jpg", (256, 256)) for k in range(6)]
     metrics = write_report(tmp_path / "out", images, [(256, 256)] * 6, files, NAMES, Settings(), "fixture", "val")
-    assert metrics["absent_classes"] == ["bird"] and metrics["per_class"]["bird"]["ap50_95"] is None
+    assert metrics["absent_classes"] == ["bird"]
     assert set(metrics["ap50_95"]) == {"cat", "dog"}  # the gate's per-class scores: present classes only
+    assert all(not isinstance(v, dict) or k in ("coco", "ap50_95") for k, v in metrics.items())  # flat for dvc metrics show
+    rows = {row["class"]: row for row in csv.DictReader((tmp_path / "out" / "per_class.csv").open())}
+    assert rows["bird"]["present"] == "False" and rows["bird"]["ap50_95"] == "" and rows["bird"]["objects"] == "0"
+    assert float(rows["cat"]["ap50_95"]) == pytest.approx(metrics["ap50_95"]["cat"])
     assert metrics["map50_95"] == pytest.approx(metrics["coco"]["map50_95"], abs=1e-6)
     assert metrics["coco"]["difference_map50_95"] == pytest.approx(0, abs=1e-6)
     json.dumps(metrics, allow_nan=False)  # metrics.json is strict JSON (no NaN for an absent class)
