@@ -1,7 +1,6 @@
 """Task-independent training pieces: device choice, seeds, early stopping, resumable checkpoints.
 
-Classification uses them now; segmentation (the U-Net) will use the same ones. Detection trains
-through ultralytics, which has its own loop.
+The classifiers and the U-Net use them; detection trains through ultralytics, which has its own loop.
 """
 
 from __future__ import annotations
@@ -102,6 +101,37 @@ def load_checkpoint(path: Path, key: str) -> dict | None:
         log.info("checkpoint %s is for other data or params; starting afresh", path)
         return None
     return state
+
+
+@dataclass
+class LoopState:
+    """Everything a torch training loop needs to continue exactly where it stopped."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    stopper: EarlyStopping
+    generator: torch.Generator
+
+    def snapshot(self, key: str, epoch: int, history: list[dict]) -> dict:
+        """The checkpoint after ``epoch``: plain tensors and values, so ``weights_only`` loads it."""
+        return {
+            "key": key, "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "stopper": self.stopper.state(),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+        }
+
+    def restore(self, state: dict) -> tuple[list[dict], int]:
+        """Load a :meth:`snapshot`; returns its history and the epoch it ended with."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.stopper.load(state["stopper"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        return state["history"], state["epoch"]
 
 
 def check_finite(loss: torch.Tensor, epoch: int, batch: int, lr: float) -> None:

@@ -23,7 +23,7 @@ from cvpipe.classification.models import ARCHITECTURES, build_model
 from cvpipe.errors import ParamsError
 from cvpipe.params import check_keys, choice, flag, mapping, number
 from cvpipe.splits import check_fraction
-from cvpipe.training import EarlyStopping, check_finite, load_checkpoint, save_checkpoint, seed_everything
+from cvpipe.training import EarlyStopping, LoopState, check_finite, load_checkpoint, save_checkpoint, seed_everything
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -152,16 +152,10 @@ def fit(
     history: list[dict] = []
     first_epoch, resumed_from = 0, None
     state = load_checkpoint(checkpoint, key) if checkpoint is not None else None
+    loop = LoopState(model, optimizer, scheduler, scaler, stopper, generator)
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        stopper.load(state["stopper"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, first_epoch = state["history"], state["epoch"] + 1
-        resumed_from = state["epoch"]
+        history, resumed_from = loop.restore(state)
+        first_epoch = resumed_from + 1
         log.info("resuming from the checkpoint of epoch %d (%s)", state["epoch"] + 1, checkpoint)
     stopped = bool(history) and history[-1].get("stop", False)
     epoch = first_epoch
@@ -191,11 +185,7 @@ def fit(
         log.info("epoch %d/%d  loss %.4f  acc %.3f  val_loss %.4f  val_acc %.3f  lr %.2g%s", epoch + 1, config.epochs,
                  row["loss"], row["accuracy"], val_loss, val_acc, lr, "  *" if improved else "")
         if checkpoint is not None:
-            save_checkpoint(checkpoint, {
-                "key": key, "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "stopper": stopper.state(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-            })
+            save_checkpoint(checkpoint, loop.snapshot(key, epoch, history))
         if stop:
             log.info("early stopping: no lower val loss for %d epochs; best was epoch %d", config.patience, stopper.best_epoch + 1)
             break
