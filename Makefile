@@ -63,6 +63,7 @@ bench: setup ## Run the benchmarks (each prints ratios against a baseline measur
 	$(BIN)/python bench/convert.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/detect.py
+	$(BIN)/python bench/segment.py
 
 clean: ## Remove pipeline outputs (not the raw data, the DVC cache or .venv)
 	rm -rf data/manifests data/validated data/yolo data/tfrecord reports/validate/*/ models/*/ reports/register

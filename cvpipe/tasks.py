@@ -20,7 +20,13 @@ from cvpipe.errors import CvpipeError, DataError
 TASKS: dict[str, str | None] = {
     "classification": "cvpipe.classification.task:ClassificationTask",
     "detection": "cvpipe.detection.task:DetectionTask",
-    "segmentation": None,
+    "segmentation": "cvpipe.segmentation.task:SegmentationTask",
+}
+
+# offline scorers of a competition's submission files: ``python -m stages.evaluate <name> --truth T --submission S``;
+# "module:function" taking (truth, submission) paths and returning an object with ``score``, ``images``, ``missing``
+SCORERS: dict[str, str] = {
+    "dsb-score": "cvpipe.segmentation.submission:score_submission",  # Data Science Bowl 2018 (ImageId,EncodedPixels)
 }
 
 
@@ -78,8 +84,10 @@ class Task(Protocol):
         (with ``primary_metric`` and its per-group scores under ``per_group_metric``). ``settings``: the task's
         ``<task>.evaluate`` section of params.yaml, if any."""
 
-    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
-        """Log the trained model to the active MLflow run (pyfunc, signature, example) and register it."""
+    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
+                  settings: dict[str, Any] | None = None) -> LoggedModel:
+        """Log the trained model to the active MLflow run (pyfunc, signature, example) and register it.
+        ``settings``: the task's ``<task>.evaluate`` section, for a model that serves what was evaluated."""
 
     def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
         """Score a registered model (``models:/...``), loaded as anyone would load it, on ``split``."""
@@ -99,6 +107,14 @@ def get_task(name: str) -> Task:
         raise CvpipeError(f"the {name} task has no trainer yet (tasks with one: {built}); its datasets stop after conversion")
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def get_scorer(name: str):
+    """The submission scorer called ``name`` (:data:`SCORERS`)."""
+    if name not in SCORERS:
+        raise CvpipeError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
+    module, function = SCORERS[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def trained_params(model_dir: Path) -> dict[str, Any]:

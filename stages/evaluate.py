@@ -1,6 +1,10 @@
 """Evaluate: the trained model on the held-out split; metrics, confusion matrices and pictures.
 
     python -m stages.evaluate --dataset fruits360 [--model-dir models/fruits360] [--out reports/evaluate/fruits360]
+    python -m stages.evaluate dsb-score --truth stage1_solution.csv --submission submission.csv [--per-image scores.csv]
+
+The second form scores a competition submission file against its solution file, as people score
+their submissions locally (scorers: :data:`cvpipe.tasks.SCORERS`); a malformed row is named by its line.
 
 The dataset's task decides the reports written under OUT; every task writes ``metrics.json``
 (``dvc metrics show/diff``). Classification adds ``predictions.csv`` (``dvc plots show`` with the
@@ -19,9 +23,9 @@ from pathlib import Path
 
 from cvpipe import cli
 from cvpipe.errors import ParamsError
-from cvpipe.io import write_json
+from cvpipe.io import write_json, write_text
 from cvpipe.params import cpu_threads, dataset_task, load_params, lookup, mapping, training_settings
-from cvpipe.tasks import get_task
+from cvpipe.tasks import SCORERS, get_scorer, get_task
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ def run(task: str, model_dir: Path, manifest_dir: Path, out: Path, split: str = 
     metrics = implementation.evaluate(model_dir, manifest_dir, out, split, device, cache_dir, title or manifest_dir.name, settings)
     write_json(out / "metrics.json", metrics)
     key = implementation.primary_metric
-    return EvaluateResult(split, int(metrics.get("images", 0)), key, float(metrics[key]), metrics)
+    return EvaluateResult(str(metrics.get("split", split)), int(metrics.get("images", 0)), key, float(metrics[key]), metrics)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -76,7 +80,30 @@ def execute(args: argparse.Namespace) -> EvaluateResult:
     return result
 
 
+def scorer_parser(name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m stages.evaluate {name}", description="Score a submission file against "
+                                     "a solution file in the competition's format")
+    parser.set_defaults(scorer=name)
+    parser.add_argument("--truth", type=Path, required=True, help="the solution CSV (the run-length encoded true objects)")
+    parser.add_argument("--submission", type=Path, required=True, help="the submission CSV")
+    parser.add_argument("--per-image", type=Path, help="write each image's score here (CSV)")
+    return parser
+
+
+def execute_scorer(args: argparse.Namespace):
+    result = get_scorer(args.scorer)(args.truth, args.submission)
+    if args.per_image:
+        rows = "".join(f"{image},{score:.6f}\n" for image, score in sorted(result.per_image.items()))
+        write_text(args.per_image, "ImageId,score\n" + rows)
+    missing = f"; {len(result.missing)} without any row, scored as predicting nothing" if result.missing else ""
+    print(f"{args.scorer}: {result.score:.6f} over {result.images} images{missing}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SCORERS:
+        return cli.main(scorer_parser(argv[0]), execute_scorer, argv[1:])
     return cli.main(get_args_parser(), execute, argv)
 
 

@@ -34,10 +34,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cvpipe import cli
-from cvpipe.errors import DataError
+from cvpipe.errors import DataError, ParamsError
 from cvpipe.io import write_json
 from cvpipe.manifest import read_manifest_dir
-from cvpipe.params import dataset_task, load_params, registry_settings
+from cvpipe.params import dataset_task, load_params, lookup, mapping, registry_settings
 from cvpipe.registry import (
     CHALLENGER,
     CHAMPION,
@@ -88,9 +88,11 @@ def run(
     mlruns: Path = DEFAULT_ROOT,
     split: str = "test",
     data_dir: Path | None = None,
+    settings: dict | None = None,
 ) -> RegisterResult:
     """Log, register and gate the model in ``model_dir`` (see the module's docstring). ``manifest_dir`` is the
-    validated manifest (the run's dataset input); ``data_dir`` what the task reads (default: ``manifest_dir``)."""
+    validated manifest (the run's dataset input); ``data_dir`` what the task reads (default: ``manifest_dir``);
+    ``settings`` the task's ``<task>.evaluate`` section (segmentation serves the instance settings it was evaluated with)."""
     implementation = get_task(task)
     data_dir = data_dir or manifest_dir
     manifest = read_manifest_dir(manifest_dir, task=task, columns=["path", "split", "label", "sha256"])
@@ -134,7 +136,7 @@ def run(
             data = mlflow.data.from_pandas(table, source=str(manifest_dir.resolve()), name=dataset,
                                            targets="label" if table["label"].notna().any() else None)
         mlflow.log_input(data, context="training")
-        logged = implementation.log_model(model_dir, data_dir, name)
+        logged = implementation.log_model(model_dir, data_dir, name, settings)
         version = logged.version
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
@@ -209,9 +211,13 @@ def execute(args: argparse.Namespace) -> RegisterResult:
     data_root = Path(get_task(task).data_root)
     # a task that reads the validated manifest itself reads the one given with --manifest-dir
     data_dir = args.data_dir or (manifest_dir if data_root == Path("data/validated") else data_root / args.dataset)
-    result = run(args.dataset, task, args.model_dir or Path("models") / args.dataset,
-                 args.eval_dir or Path("reports/evaluate") / args.dataset, manifest_dir,
-                 margin, tolerance, args.lineage, data_dir=data_dir)
+    settings = mapping(lookup(params, f"{task}.evaluate", {}), f"{task}.evaluate")
+    try:
+        result = run(args.dataset, task, args.model_dir or Path("models") / args.dataset,
+                     args.eval_dir or Path("reports/evaluate") / args.dataset, manifest_dir,
+                     margin, tolerance, args.lineage, data_dir=data_dir, settings=settings)
+    except ParamsError as exc:
+        raise exc.under(f"{task}.evaluate", args.params) from None
     write_json(args.out or Path("reports/register") / f"{args.dataset}.json",
                {k: v for k, v in asdict(result).items() if k not in NOT_REPORTED})
     log.info("MLflow run %s", result.run_id)

@@ -87,6 +87,14 @@ def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout, repro):
         outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
         assert outcome["alias"] == "champion" and outcome["model_name"] == f"{name}-detector"
     assert json.loads((checkout / "reports/evaluate/coco/metrics.json").read_text())["absent_classes"] == ["ring"]
+    # segmentation: the learnable sample reaches a DSB score of 0.7 on the held-out part of stage1_train
+    metrics = json.loads((checkout / "reports/evaluate/dsb2018/metrics.json").read_text())
+    assert metrics["dsb_score"] >= 0.7 and metrics["split"] == "holdout (of stage1_train)", metrics
+    assert set(metrics["dsb_score_by_type"]) == {"fluorescence", "brightfield"} and metrics["submission_images"] == 8
+    submission = (checkout / "reports/evaluate/dsb2018/submission.csv").read_text().splitlines()
+    assert submission[0] == "ImageId,EncodedPixels" and len(submission) == 1 + metrics["submission_nuclei"]
+    outcome = json.loads((checkout / "reports/register/dsb2018.json").read_text())
+    assert outcome["alias"] == "champion" and outcome["model_name"] == "dsb2018-segmenter"
     # ultralytics' save_dir is exact: no runs/ folder anywhere in the project (DVC's own .dvc/cache/runs aside)
     assert not [p for p in checkout.rglob("runs") if p.relative_to(checkout).parts[0] != ".dvc"]
     assert (checkout / "mlruns/mlflow.db").is_file()
@@ -124,7 +132,7 @@ print(json.dumps({"tags": v.tags, "accuracy": float(np.mean([p == t for p, t in 
     assert out["accuracy"] >= 0.9 and "evaluation/misclassified.png" in out["artifacts"]
 
 
-def test_the_detector_champions_find_the_objects_of_a_held_out_image_and_ultralytics_logged_no_run_of_its_own(checkout, repro):
+def test_the_detector_and_segmenter_champions_find_what_the_held_out_images_hold_and_only_register_logs_runs(checkout, repro):
     """Before the kill tests, which add KILLED runs on purpose."""
     script = """
 import json, mlflow, numpy as np
@@ -147,6 +155,19 @@ for name in ("coco", "underground"):
     hits = [bool(len(found["boxes"])) and iou[k].max() >= 0.5 and found["classes"][int(iou[k].argmax())] == data.classes.names[c]
             for k, c in enumerate(classes)]
     out[name] = {"objects": len(classes), "found": sum(hits), "predicted": len(found["boxes"])}
+from cvpipe.rle import dsb_decode
+from cvpipe.segmentation.data import load_images, load_set
+from cvpipe.segmentation.metrics import image_score
+data = load_set(Path("data/validated/dsb2018"), 0.15, 0.2)
+segmenter = mlflow.pyfunc.load_model("models:/dsb2018-segmenter@champion")
+scores = []
+for image, truth in load_images(data, data.indices("holdout")):
+    row = segmenter.predict(image[None]).iloc[0]
+    labels = np.zeros(truth.shape, dtype=np.int32)
+    for k, encoded in enumerate(row["encoded_pixels"], start=1):
+        labels[dsb_decode(encoded, row["height"], row["width"]) > 0] = k
+    scores.append(image_score(truth, labels).score)
+out["dsb2018"] = {"images": len(scores), "score": float(np.mean(scores))}
 client = MlflowClient()
 out["experiments"] = sorted(e.name for e in client.search_experiments())
 out["runs"] = [(r.data.tags.get("dataset"), r.info.run_name, r.info.status) for r in client.search_runs(
@@ -156,9 +177,13 @@ print(json.dumps(out))
     out = json.loads(sh(checkout, "python", "-c", script).stdout.strip().splitlines()[-1])
     for name in ("coco", "underground"):
         assert out[name]["objects"] > 0 and out[name]["found"] == out[name]["objects"] == out[name]["predicted"], out
+    # the segmenter as anyone loads it, its run-length encodings decoded: the DSB score of the evaluation
+    assert out["dsb2018"]["images"] >= 10 and out["dsb2018"]["score"] >= 0.7, out
+    metrics = json.loads((checkout / "reports/evaluate/dsb2018/metrics.json").read_text())
+    assert abs(out["dsb2018"]["score"] - metrics["dsb_score"]) < 1e-6, (out, metrics)
     # only the register stage writes to MLflow: one finished run per registered dataset, no Ultralytics experiment
-    assert out["experiments"] == sorted(["Default", "coco", "fruits360", "simpsons", "underground"]), out
-    assert sorted(r[0] for r in out["runs"]) == ["coco", "fruits360", "simpsons", "underground"], out
+    assert out["experiments"] == sorted(["Default", "coco", "dsb2018", "fruits360", "simpsons", "underground"]), out
+    assert sorted(r[0] for r in out["runs"]) == ["coco", "dsb2018", "fruits360", "simpsons", "underground"], out
     assert all(status == "FINISHED" for *_, status in out["runs"]), out
 
 
@@ -347,19 +372,22 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
         api(port, "health")
 
 
-def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_promoted_for_either_task(checkout, repro):
+def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_promoted_for_any_task(checkout, repro):
     params = checkout / "params.yaml"
     original = params.read_text()
     start = original.index("    fruits360:\n      architecture")
     changed = original[:start] + original[start:].replace("epochs: 25", "epochs: 1", 1)
     start = changed.index("    underground:\n      model:")
-    params.write_text(changed[:start] + changed[start:].replace("epochs: 15", "epochs: 2", 1))
+    changed = changed[:start] + changed[start:].replace("epochs: 15", "epochs: 2", 1)
+    start = changed.index("    dsb2018:\n      architecture")
+    params.write_text(changed[:start] + changed[start:].replace("epochs: 40", "epochs: 2", 1))
     try:
         out = sh(checkout, "dvc", "repro").stdout
         ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
         assert ran == ["detection_evaluate@underground", "detection_register@underground", "detection_train@underground",
-                       "evaluate@fruits360", "register@fruits360", "train@fruits360"]
-        for name in ("fruits360", "underground"):
+                       "evaluate@fruits360", "register@fruits360", "segmentation_evaluate@dsb2018", "segmentation_register@dsb2018",
+                       "segmentation_train@dsb2018", "train@fruits360"]
+        for name in ("fruits360", "underground", "dsb2018"):
             outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
             assert outcome["alias"] == "challenger" and outcome["champion_version"] == "1", outcome
             assert outcome["score"] < outcome["champion_score"]

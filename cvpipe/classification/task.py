@@ -102,7 +102,8 @@ class ClassificationTask:
         metrics["split"] = split
         return metrics
 
-    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
+    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
+                  settings: dict[str, Any] | None = None) -> LoggedModel:
         import mlflow
         import numpy as np
 

@@ -84,7 +84,8 @@ class DetectionTask:
         return e.write_report(out, images, sizes, files, data.classes.names, config, title or manifest_dir.name,
                               f"{held_out} (held out)" if held_out != split else split)
 
-    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str) -> LoggedModel:
+    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
+                  settings: dict[str, Any] | None = None) -> LoggedModel:
         import mlflow
         import numpy as np
 

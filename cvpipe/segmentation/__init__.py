@@ -1,1 +1,1 @@
-"""Segmentation: DSB2018 masks and their run-length encodings."""
+"""Segmentation: DSB2018 nuclei (masks and run-length encodings, a U-Net, watershed instances, the competition's score)."""

@@ -1,0 +1,170 @@
+"""Segmentation behind the task seam (:class:`cvpipe.tasks.Task`): a U-Net finds nuclei, watershed splits
+them; evaluation and the promotion gate on the DSB2018 score, per image type."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cvpipe.errors import DataError
+from cvpipe.io import write_json, write_text
+from cvpipe.plots import csv_text
+from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
+from cvpipe.training import fingerprint, pick_device
+
+log = logging.getLogger(__name__)
+CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
+PIP_REQUIREMENTS = ["torch==2.14.1", "segmentation-models-pytorch==0.6.0", "scikit-image==0.26.0", "scipy", "numpy",
+                    "pillow", "pandas"]
+HELD_OUT = {"test": "holdout", "holdout": "holdout", "val": "val", "train": "train"}
+
+
+class SegmentationTask:
+    """Nuclei instance segmentation (DSB2018): the course's U-Net or smp's Unet, watershed instances."""
+
+    name = "segmentation"
+    model_kind = "segmenter"
+    primary_metric = "dsb_score"
+    per_group_metric = "dsb_score_by_type"  # metrics.json's DSB score per image type (fluorescence, brightfield)
+    group_name = "image type"
+    data_root = "data/validated"
+
+    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
+              cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
+        from cvpipe.segmentation.data import load_images, load_set, targets
+        from cvpipe.segmentation.fit import SegmentationConfig, fit
+        from cvpipe.segmentation.models import save_trained
+
+        config = SegmentationConfig.from_params(params)
+        dev = pick_device(device)
+        data = load_set(manifest_dir, config.val_fraction, config.holdout_fraction)
+        data_digest, params_digest = data.digest(), fingerprint(config.record())
+        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type)
+        checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
+        counts = {s: len(data.indices(s)) for s in ("train", "val", "holdout")}
+        log.info("%d train / %d val / %d held-out images, %s on %s", counts["train"], counts["val"], counts["holdout"],
+                 config.architecture, dev)
+
+        def split(name: str) -> tuple[list, list]:
+            loaded = load_images(data, data.indices(name))
+            return [image for image, _ in loaded], [targets(labels, config.border) for _, labels in loaded]
+
+        result = fit(split("train"), split("val"), config, dev, checkpoint, key, stop_after)
+        out.mkdir(parents=True, exist_ok=True)
+        save_trained(out / "model.pt", result.model, config.spec)
+        write_text(out / "history.csv", csv_text(result.history))
+        write_json(out / "classes.json", {"classes": [{"id": 0, "name": "nucleus"}]})
+        best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
+        summary = TrainResult(
+            task=self.name, model=config.architecture if config.architecture == "unet" else f"unet-{config.encoder}",
+            epochs=len(result.history), best_epoch=result.best_epoch, stopped_early=result.stopped_early,
+            resumed_from_epoch=result.resumed_from, device=dev.type, seconds=round(result.seconds, 1),
+            data_digest=data_digest, params_digest=params_digest,
+            metrics={"best_val_loss": round(result.best_val_loss, 6), "val_dice": round(best["val_dice"], 6)},
+        )
+        stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
+        write_json(out / "train.json", stable | {"params": config.record()})
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        return summary
+
+    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
+                 cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        from cvpipe.segmentation import evaluate as e
+        from cvpipe.segmentation.data import load_images
+        from cvpipe.segmentation.instances import instances
+        from cvpipe.segmentation.submission import write_submission
+
+        config = e.Settings.from_params(settings)
+        dev = pick_device(device)
+        model, spec, trained, data = _loaded(model_dir, manifest_dir, dev)
+        held_out = HELD_OUT.get(split, split)
+        idx = data.indices(held_out)
+        if not len(idx):
+            raise DataError(manifest_dir / "manifest.parquet", f"no images in the {held_out!r} split to evaluate on")
+
+        def predict(image):
+            from cvpipe.segmentation.fit import predict_probs
+
+            probs = predict_probs(model, image, spec, trained["input_mode"], trained["input_size"], dev)
+            return instances(probs, config.instances)
+
+        scored, pictures = [], {}
+        for k, (image, truth) in zip(idx, tqdm(load_images(data, idx), desc="evaluate", unit="image", disable=None, leave=False),
+                                     strict=True):
+            labels = predict(image)
+            s = e.score_image(data.ids[k], data.paths[k], image, truth, labels)
+            scored.append(s)
+            pictures[s.image_id] = (image, e.overlay(image, truth, labels, s.score))
+        split_name = f"{held_out} (of stage1_train)" if held_out != split else split
+        metrics = e.write_report(out, scored, pictures, title or manifest_dir.name, split_name, config.gallery)
+        test = data.indices("test")
+        if len(test):  # the competition's test images: predicted for a submission file
+            loaded = load_images(data, test)
+            rows = write_submission(out / "submission.csv", {data.ids[k]: predict(image) for k, (image, _) in
+                                                             zip(test, tqdm(loaded, desc="submission", unit="image", disable=None,
+                                                                            leave=False), strict=True)})
+            metrics |= {"submission_images": len(test), "submission_nuclei": rows}
+        return metrics
+
+    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
+                  settings: dict[str, Any] | None = None) -> LoggedModel:
+        import mlflow
+        import numpy as np
+
+        from cvpipe.segmentation import mlflow_model
+        from cvpipe.segmentation.data import read_rgb
+        from cvpipe.segmentation.evaluate import Settings
+        from cvpipe.segmentation.pyfunc import signature
+
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
+        config = Settings.from_params(settings)
+        _, _, trained, data = _loaded(model_dir, manifest_dir, pick_device("cpu"))
+        example = read_rgb(data.files[data.indices("train")[0]])[None].astype(np.uint8)
+        with tempfile.TemporaryDirectory() as tmp:
+            served = {"instances": config.instances.record(), "input_mode": trained["input_mode"], "input_size": trained["input_size"]}
+            (Path(tmp) / "settings.json").write_text(json.dumps(served, indent=2, sort_keys=True), encoding="utf-8")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(Path(mlflow_model.__file__)),
+                artifacts={"model": str(model_dir / "model.pt"), "settings": str(Path(tmp) / "settings.json")},
+                signature=signature(served["instances"]), input_example=example,
+                code_paths=[str(Path(__file__).resolve().parents[1])], pip_requirements=PIP_REQUIREMENTS,
+                registered_model_name=registered_name,
+            )
+        return LoggedModel(registered_name, str(info.registered_model_version))
+
+    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+        """The DSB score and its value per image type of the registered model at ``model_uri``, loaded as
+        anyone would load it, on the held-out images."""
+        import mlflow.pyfunc
+        import numpy as np
+
+        from cvpipe.segmentation.data import load_images, load_set
+        from cvpipe.segmentation.evaluate import by_type, score_image
+
+        data = load_set(manifest_dir, params.get("val_fraction", 0.15), params.get("holdout_fraction", 0.2))
+        idx = data.indices(HELD_OUT.get(split, split))
+        model = mlflow.pyfunc.load_model(model_uri)
+        scored = []
+        for k, (image, truth) in zip(idx, load_images(data, idx), strict=True):
+            labels = model.predict(image[None], params={"output": "labels"}).iloc[0]["labels"]
+            scored.append(score_image(data.ids[k], data.paths[k], image, truth, labels))
+        return Scores(float(np.mean([s.score.score for s in scored])), by_type(scored))
+
+
+def _loaded(model_dir: Path, manifest_dir: Path, device):
+    """The trained model, its spec, its training params and the dataset split as it was for training."""
+    from cvpipe.segmentation.data import load_set
+    from cvpipe.segmentation.models import load_trained
+
+    trained = trained_params(model_dir)
+    model, spec = load_trained(model_dir / "model.pt", device)
+    data = load_set(manifest_dir, trained.get("val_fraction", 0.15), trained.get("holdout_fraction", 0.2))
+    return model, spec, trained, data
