@@ -120,7 +120,7 @@ class LoopState:
             "key": key, "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "stopper": self.stopper.state(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
-        }
+        } | ({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})
 
     def restore(self, state: dict) -> tuple[list[dict], int]:
         """Load a :meth:`snapshot`; returns its history and the epoch it ended with."""
@@ -131,6 +131,8 @@ class LoopState:
         self.stopper.load(state["stopper"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():  # dropout on the GPU draws from these
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         return state["history"], state["epoch"]
 
 

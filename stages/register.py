@@ -37,7 +37,7 @@ from cvpipe import cli
 from cvpipe.errors import DataError, ParamsError
 from cvpipe.io import write_json
 from cvpipe.manifest import read_manifest_dir
-from cvpipe.params import dataset_task, load_params, lookup, mapping, registry_settings
+from cvpipe.params import cpu_threads, dataset_task, load_params, lookup, mapping, registry_settings
 from cvpipe.registry import (
     CHALLENGER,
     CHAMPION,
@@ -205,6 +205,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def execute(args: argparse.Namespace) -> RegisterResult:
     params = load_params(args.params)
+    from cvpipe.training import set_cpu_threads  # torch, only when a stage really runs
+
+    set_cpu_threads(cpu_threads(params))  # the gate's scores computed as evaluate computed them
     task = dataset_task(params, args.dataset)
     margin, tolerance = registry_settings(params)
     manifest_dir = args.manifest_dir or Path("data/validated") / args.dataset

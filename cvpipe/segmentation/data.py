@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,11 +85,12 @@ def read_rgb(file: Path) -> np.ndarray:
     """One image as uint8 H x W x 3 RGB, whatever its stored mode (RGBA, grey, palette, 16-bit)."""
     try:
         with open_image(file) as im:
-            if im.mode in ("I;16", "I;16B", "I"):  # 16-bit grey: scaled to 8 bits, not clipped
+            if im.mode.startswith(("I", "F")):  # 16/32-bit or float grey: stretched to 8 bits, not clipped
                 grey = np.asarray(im, dtype=np.float64)
-                return np.repeat((255 * grey / max(grey.max(), 1)).astype(np.uint8)[..., None], 3, axis=2)
+                low, span = grey.min(), max(grey.max() - grey.min(), 1e-12)
+                return np.repeat(np.round(255 * (grey - low) / span).astype(np.uint8)[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise DataError(file, f"cannot decode the image: {exc}") from exc
 
 
@@ -122,11 +124,12 @@ def targets(labels: np.ndarray, border: bool) -> np.ndarray:
     return np.stack(planes).astype(np.uint8)
 
 
-def load_images(data: NucleiSet, indices: np.ndarray, workers: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(RGB image, instance labels) for each index; images without masks get all-zero labels."""
+def load_images(data: NucleiSet, indices, workers: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(RGB image, instance labels) for each index, in order, read a few ahead on threads (never all held at
+    once: full DSB images are large); images without masks get all-zero labels."""
 
     def read(k: int) -> tuple[np.ndarray, np.ndarray]:
         image = read_rgb(data.files[k])
         return image, read_instances(data.masks.get(data.paths[k], []), image.shape[:2])
 
-    return list(parallel_map(read, list(indices), "read images + masks", workers, chunk=8))
+    return parallel_map(read, list(indices), "read images + masks", workers, chunk=8)

@@ -3,8 +3,8 @@
 Writes ``metrics.json`` (flat, for ``dvc metrics diff``), ``per_image.csv`` (every held-out image:
 type, nuclei, predictions, DSB score, pixel IoU, Dice, TP/FP/FN at IoU 0.5), ``thresholds.csv`` (the
 mean TP / (TP + FP + FN) at each IoU threshold, a ``dvc plots`` curve), ``worst.png`` (the worst
-images: matched nuclei green, false ones red, missed ones outlined in blue) and, when the dataset has test
-images, ``submission.csv`` in the competition's format.
+images: matched nuclei green, false ones red, missed ones outlined in blue) and, for the dataset's test
+images, ``submission.csv`` in the competition's format (only its header when there are none).
 """
 
 from __future__ import annotations
@@ -142,13 +142,18 @@ def gallery_png(items: Sequence[tuple[Scored, np.ndarray, np.ndarray]], title: s
     return png(fig)
 
 
+def worst(scored: Sequence[Scored], count: int) -> list[Scored]:
+    """The ``count`` lowest DSB scores (ties by image id)."""
+    return sorted(scored, key=lambda s: (s.score.score, s.image_id))[:count]
+
+
 def write_report(out: Path, scored: Sequence[Scored], pictures: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
                  split: str, gallery: int) -> dict:
     """Every report but the submission; returns metrics.json's content. ``pictures``: image id -> (RGB, overlay)."""
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "per_image.csv", csv_text(per_image_rows(scored)))
     write_text(out / "thresholds.csv", csv_text(threshold_rows(scored)))
-    worst = sorted(scored, key=lambda s: (s.score.score, s.image_id))[:gallery]
-    write_bytes(out / "worst.png", gallery_png([(s, *pictures[s.image_id]) for s in worst],
-                                               f"{title}: the {len(worst)} worst images ({split})"))
+    chosen = worst(scored, gallery)
+    write_bytes(out / "worst.png", gallery_png([(s, *pictures[s.image_id]) for s in chosen],
+                                               f"{title}: the {len(chosen)} worst images ({split})"))
     return summary(scored, split)

@@ -28,6 +28,7 @@ from cvpipe.training import EarlyStopping, LoopState, check_finite, load_checkpo
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 INPUT_MODES = ("crop", "resize")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class SegmentationConfig:
             raise ParamsError("input_size", f"is {self.input_size}; it must be a multiple of {self.multiple} for {self.architecture}")
         if self.encoder_weights is not None and not isinstance(self.encoder_weights, str):
             raise ParamsError("encoder_weights", f"must be a local file path or null, not {self.encoder_weights!r}")
+        if self.encoder_weights and self.architecture != "smp_unet":
+            raise ParamsError("encoder_weights", f"is for architecture smp_unet; {self.architecture} starts from random weights "
+                                                 "(set it to null)")
 
     @property
     def multiple(self) -> int:
@@ -122,6 +126,16 @@ class SegmentationConfig:
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW -> float in [0, 1]."""
     return images.float() / 255.0
+
+
+def normalise(images: torch.Tensor, spec: dict) -> torch.Tensor:
+    """What the network takes: [0, 1] for the course's U-Net; ImageNet's mean and std for smp's encoders,
+    whose local pretrained weights expect them."""
+    if spec["architecture"] != "smp_unet":
+        return images
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
 
 
 def pad_to(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -178,7 +192,7 @@ class CropBatches:
             x = to_float(torch.from_numpy(np.stack(xs)))
             y = torch.from_numpy(np.stack(ys)).float()
             x, y = self.augment(x, y)
-            yield x.to(self.device), y.to(self.device)
+            yield normalise(x, self.config.spec).to(self.device), y.to(self.device)
 
     def augment(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, n = self.config.augment, x.shape[0]
@@ -230,7 +244,7 @@ def predict_logits(model: nn.Module, image: np.ndarray, spec: dict, input_mode: 
         x = pad_to(image.transpose(2, 0, 1), (-(-h // m) * m, -(-w // m) * m))
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-        logits = model(to_float(torch.from_numpy(np.ascontiguousarray(x))[None]).to(device)).float()
+        logits = model(normalise(to_float(torch.from_numpy(np.ascontiguousarray(x))[None]), spec).to(device)).float()
     if input_mode == "resize":
         logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
     return logits[0, :, :h, :w].cpu()

@@ -6,7 +6,10 @@ peaks cuts the blob along its necks (scikit-image, as the DSB2018 kernels did). 
 channel the peaks are found on the foreground minus the predicted contact pixels, which separates
 the nuclei more reliably (the flooding then meets on the contact pixels); the watershed still fills the
 whole foreground. Pieces smaller than
-``min_area`` pixels are dropped and the rest relabelled 1..n.
+``min_area`` pixels are dropped and the rest relabelled 1..n. A long nucleus has a flat ridge of
+distances where peaks ``min_distance`` apart would cut it in pieces; ``smooth`` (a Gaussian sigma on
+the distance before its peaks are found) keeps it whole, at the price of merging some small touching
+nuclei (on the sample, 0.756 against 0.782 with ``smooth: 1``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class InstanceConfig:
     threshold: float = 0.5  # foreground where the probability is above this
     border_threshold: float = 0.5  # with a border channel: contact where its probability is above this
     min_distance: int = 3  # pixels between two nucleus centres (distance-transform peaks)
+    smooth: float = 0.0  # Gaussian sigma on the distance before its peaks are found: > 0 keeps long nuclei whole
     min_area: int = 15  # pieces smaller than this many pixels are dropped
 
     def __post_init__(self) -> None:
@@ -31,6 +35,7 @@ class InstanceConfig:
         number(self.border_threshold, "border_threshold", above=0, below=1)
         number(self.min_distance, "min_distance", integer=True, minimum=1)
         number(self.min_area, "min_area", integer=True, minimum=0)
+        number(self.smooth, "smooth", minimum=0)
 
     @classmethod
     def from_params(cls, section: dict | None) -> InstanceConfig:
@@ -53,7 +58,9 @@ def instances(probs: np.ndarray, config: InstanceConfig) -> np.ndarray:
     cores = foreground & (probs[1] <= config.border_threshold) if probs.shape[0] > 1 else foreground
     distance = ndimage.distance_transform_edt(cores)
     blobs, _ = ndimage.label(cores)
-    peaks = peak_local_max(distance, min_distance=config.min_distance, labels=blobs, exclude_border=False)
+    # a long nucleus has a flat ridge of distances with a peak every min_distance; smoothing rounds it to one
+    landscape = ndimage.gaussian_filter(distance, config.smooth) if config.smooth else distance
+    peaks = peak_local_max(landscape, min_distance=config.min_distance, labels=blobs, exclude_border=False)
     markers = np.zeros(foreground.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # a core without a peak of its own (peak_local_max keeps one of two equal maxima) still seeds a nucleus

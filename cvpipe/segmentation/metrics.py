@@ -110,7 +110,7 @@ def dsb_score(scores: Iterable[ImageScore]) -> float:
 
 def image_score_loop(truth: np.ndarray, pred: np.ndarray) -> float:
     """The same score, the straightforward way: per threshold, every pair's IoU from boolean masks,
-    matched greedily one to one. A reference for tests and the baseline of ``bench/segment_score.py``."""
+    matched greedily one to one. A reference for tests and the baseline of ``bench/segment.py``."""
     truth, pred = np.asarray(truth), np.asarray(pred)
     _check(truth, pred)
     true_masks = [truth == label for label in np.unique(truth) if label != 0]

@@ -60,8 +60,10 @@ def build_model(spec: dict) -> nn.Module:
     if architecture == "smp_unet":
         import segmentation_models_pytorch as smp
 
-        model = smp.Unet(encoder_name=spec["encoder"], encoder_weights=None, in_channels=3, classes=spec["out_channels"])
-        return model
+        if spec["encoder"] not in smp.encoders.get_encoder_names():
+            raise ParamsError("encoder", f"is {spec['encoder']!r}, which segmentation_models_pytorch does not know (some it "
+                                         f"does: {', '.join(smp.encoders.get_encoder_names()[:8])}, ...)")
+        return smp.Unet(encoder_name=spec["encoder"], encoder_weights=None, in_channels=3, classes=spec["out_channels"])
     raise ParamsError("architecture", f"is {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
@@ -105,6 +107,6 @@ def load_trained(path: Path, device: torch.device) -> tuple[nn.Module, dict]:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(saved["spec"])
         model.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file (unpickling, keys, shapes), named
         raise DataError(path, f"not a segmentation model of this project: {str(exc).splitlines()[0]}") from None
     return model.to(device).eval(), saved["spec"]

@@ -1,12 +1,12 @@
 """The MLflow model of a nuclei segmenter: ``mlflow.pyfunc.load_model(uri).predict(images)`` -> nuclei per image.
 
-Input: a uint8 array of RGB images, N x H x W x 3, or a list of such arrays of different sizes (grey
-images as three equal channels).
+Input: a uint8 array of RGB images, N x H x W x 3; images of different sizes as a 1-D object array of
+H x W x 3 uint8 arrays (grey images as three equal channels). Anything else is a ValueError naming the image.
 Output: a DataFrame with one row per image: ``count`` (nuclei found), ``height``, ``width`` and
 ``encoded_pixels``, one DSB2018 run-length encoding per nucleus (``start length`` pairs, 1-indexed,
 down the columns: :func:`cvpipe.rle.dsb_decode` turns one into a mask), the nuclei never overlapping;
 with ``params={"output": "labels"}`` also ``labels``, the H x W label image (0 background, 1..count).
-Params: ``threshold``, ``min_distance``, ``min_area`` (default: what was evaluated, in settings.json).
+Params: ``threshold``, ``min_distance``, ``min_area``, ``smooth`` (default: what was evaluated, in settings.json).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def signature(instances: dict) -> ModelSignature:
     params = [ParamSpec("threshold", "double", float(instances["threshold"])),
               ParamSpec("min_distance", "long", int(instances["min_distance"])),
               ParamSpec("min_area", "long", int(instances["min_area"])),
+              ParamSpec("smooth", "double", float(instances.get("smooth", 0.0))),
               ParamSpec("output", "string", "rle")]
     return ModelSignature(inputs=SIGNATURE_INPUTS, outputs=OUTPUTS, params=ParamSchema(params))
 
@@ -52,11 +53,14 @@ class Segmenter(mlflow.pyfunc.PythonModel):
         from cvpipe.segmentation.fit import predict_probs
         from cvpipe.segmentation.instances import InstanceConfig, instances
 
-        chosen = {k: v for k, v in (params or {}).items() if k in ("threshold", "min_distance", "min_area")}
+        chosen = {k: v for k, v in (params or {}).items() if k in ("threshold", "min_distance", "min_area", "smooth")}
         config = InstanceConfig(**(self.settings["instances"] | chosen))
         out = []
-        for raw in images:
-            image = np.asarray(raw, dtype=np.uint8)
+        for k, raw in enumerate(images):
+            image = np.asarray(raw)
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"image {k}: expected an H x W x 3 uint8 RGB array, got shape {image.shape} of {image.dtype} "
+                                 "(convert grey or RGBA images to RGB, and floats to 0-255 uint8, first)")
             probs = predict_probs(self.model, image, self.spec, self.settings["input_mode"], self.settings["input_size"], self.device)
             out.append(instances(probs, config))
         return out

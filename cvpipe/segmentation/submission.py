@@ -79,6 +79,8 @@ def _read(path: Path) -> tuple[Instances, dict[str, int]]:
                 raise DataError(path, f"header is {header}, expected {','.join(HEADER)} first (columns after them are ignored)", 1)
             for row in reader:
                 line = reader.line_num
+                if not row:  # a blank line (a trailing one, say) holds no row
+                    continue
                 if len(row) != len(header):
                     raise DataError(path, f"expected {len(header)} fields ({','.join(header)}), got {len(row)}", line)
                 image_id, encoded = row[0], row[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cvpipe.errors import DataError
-from cvpipe.io import write_json, write_text
+from cvpipe.io import sha256_file, write_json, write_text
 from cvpipe.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
 from cvpipe.training import fingerprint, pick_device
@@ -43,7 +43,9 @@ class SegmentationTask:
         config = SegmentationConfig.from_params(params)
         dev = pick_device(device)
         data = load_set(manifest_dir, config.val_fraction, config.holdout_fraction)
-        data_digest, params_digest = data.digest(), fingerprint(config.record())
+        # local encoder weights count by their bytes: the same path with other weights is another run
+        weights = sha256_file(config.encoder_weights) if config.encoder_weights and Path(config.encoder_weights).is_file() else None
+        data_digest, params_digest = data.digest(), fingerprint(config.record(), weights)
         key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type)
         checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
         counts = {s: len(data.indices(s)) for s in ("train", "val", "holdout")}
@@ -51,7 +53,7 @@ class SegmentationTask:
                  config.architecture, dev)
 
         def split(name: str) -> tuple[list, list]:
-            loaded = load_images(data, data.indices(name))
+            loaded = list(load_images(data, data.indices(name)))
             return [image for image, _ in loaded], [targets(labels, config.border) for _, labels in loaded]
 
         result = fit(split("train"), split("val"), config, dev, checkpoint, key, stop_after)
@@ -96,23 +98,24 @@ class SegmentationTask:
             probs = predict_probs(model, image, spec, trained["input_mode"], trained["input_size"], dev)
             return instances(probs, config.instances)
 
-        scored, pictures = [], {}
+        scored = []
         for k, (image, truth) in zip(idx, tqdm(load_images(data, idx), desc="evaluate", unit="image", disable=None, leave=False),
                                      strict=True):
-            labels = predict(image)
-            s = e.score_image(data.ids[k], data.paths[k], image, truth, labels)
-            scored.append(s)
-            pictures[s.image_id] = (image, e.overlay(image, truth, labels, s.score))
+            scored.append(e.score_image(data.ids[k], data.paths[k], image, truth, predict(image)))
+        # the gallery's images predicted again: the others' pixels are not kept (full DSB images are large)
+        chosen = e.worst(scored, config.gallery)
+        pictures = {}
+        where = {data.ids[k]: k for k in idx}
+        for s, (image, truth) in zip(chosen, load_images(data, [where[s.image_id] for s in chosen]), strict=True):
+            pictures[s.image_id] = (image, e.overlay(image, truth, predict(image), s.score))
         split_name = f"{held_out} (of stage1_train)" if held_out != split else split
         metrics = e.write_report(out, scored, pictures, title or manifest_dir.name, split_name, config.gallery)
         test = data.indices("test")
-        if len(test):  # the competition's test images: predicted for a submission file
-            loaded = load_images(data, test)
-            rows = write_submission(out / "submission.csv", {data.ids[k]: predict(image) for k, (image, _) in
-                                                             zip(test, tqdm(loaded, desc="submission", unit="image", disable=None,
-                                                                            leave=False), strict=True)})
-            metrics |= {"submission_images": len(test), "submission_nuclei": rows}
-        return metrics
+        # the competition's test images, predicted for a submission file (only its header when there are none)
+        predicted = {data.ids[k]: predict(image) for k, (image, _) in
+                     zip(test, tqdm(load_images(data, test), desc="submission", unit="image", disable=None, leave=False), strict=True)}
+        rows = write_submission(out / "submission.csv", predicted)
+        return metrics | {"submission_images": len(test), "submission_nuclei": rows}
 
     def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
                   settings: dict[str, Any] | None = None) -> LoggedModel:

@@ -8,17 +8,21 @@ from cvpipe.errors import DataError
 from cvpipe.segmentation.data import contact, load_set, read_instances, read_rgb, targets
 
 
-@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "I;16"])
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "I;16", "F"])
 def test_every_stored_mode_reads_as_rgb(tmp_path, mode):
     grey = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
     if mode == "I;16":
         image = Image.fromarray(grey.astype(np.uint16) * 256)
+    elif mode == "F":  # 32-bit float grey (TIFF): stretched, not clipped at 255
+        image = Image.fromarray(grey.astype(np.float32) * 1000.0)
     else:
         image = Image.fromarray(np.stack([grey] * 3, -1), "RGB").convert(mode)
-    image.save(tmp_path / "x.png")
-    rgb = read_rgb(tmp_path / "x.png")
+    file = tmp_path / ("x.tif" if mode == "F" else "x.png")
+    image.save(file)
+    rgb = read_rgb(file)
     assert rgb.shape == (6, 8, 3) and rgb.dtype == np.uint8
     assert (rgb[..., 0] == rgb[..., 2]).all() and np.corrcoef(rgb[..., 0].ravel(), grey.ravel())[0, 1] > 0.99
+    assert rgb.max() - rgb.min() >= 200  # the whole range, not clipped white
 
 
 def test_an_unreadable_image_is_named(tmp_path):

@@ -44,11 +44,19 @@ def test_augmentations_move_image_and_target_together():
     targets = [(im[..., 0] > 100)[None].astype(np.uint8) for im in images]  # the target is the image's bright part
     config = SegmentationConfig.from_params(SMALL | {"augment": {"flips": True, "rot90": True}})
     batches = CropBatches(images, targets, config, torch.Generator().manual_seed(0), torch.device("cpu"))
-    turned = 0
+    count = 0
     for x, y in batches:
         assert ((x[:, 0] > 100 / 255) == (y[:, 0] > 0)).all()
-        turned += 1
-    assert turned == len(batches) == 4  # 8 images x 2 crops / batch 4
+        count += 1
+    assert count == len(batches) == 4  # 8 images x 2 crops / batch 4
+    # the crops are drawn before the augmentation: the first batch of a plain run holds the same crops, unturned
+    plain = SegmentationConfig.from_params(SMALL | {"augment": {"flips": False, "rot90": False}})
+    x_plain, _ = next(iter(CropBatches(images, targets, plain, torch.Generator().manual_seed(0), torch.device("cpu"))))
+    x_turned, _ = next(iter(CropBatches(images, targets, config, torch.Generator().manual_seed(0), torch.device("cpu"))))
+    changed = [not torch.equal(a, b) for a, b in zip(x_plain, x_turned, strict=True)]
+    assert any(changed)
+    for a, b in zip(x_plain, x_turned, strict=True):  # each crop is one of the eight flips and turns of its plain one
+        assert any(torch.equal(b, torch.rot90(a.flip(f) if f else a, k, (1, 2))) for f in ([], [2]) for k in range(4))
 
 
 def test_brightness_and_contrast_change_the_image_only():
@@ -58,6 +66,15 @@ def test_brightness_and_contrast_change_the_image_only():
     x0, y0 = next(iter(CropBatches(images, targets, plain, torch.Generator().manual_seed(3), torch.device("cpu"))))
     x1, y1 = next(iter(CropBatches(images, targets, jitter, torch.Generator().manual_seed(3), torch.device("cpu"))))
     assert torch.equal(y0, y1) and not torch.allclose(x0, x1)
+
+
+def test_images_smaller_than_a_crop_are_padded_and_predicted_whole():
+    images, targets = blobs(7, n=3, size=20)
+    config = SegmentationConfig.from_params(SMALL | {"augment": {"flips": False, "rot90": False}})
+    x, y = next(iter(CropBatches(images, targets, config, torch.Generator().manual_seed(0), torch.device("cpu"))))
+    assert x.shape[1:] == (3, 32, 32) and y.shape[1:] == (1, 32, 32)
+    model = build_model(config.spec)
+    assert predict_probs(model, images[0][:7, :5], config.spec, "crop", 32, torch.device("cpu")).shape == (1, 7, 5)
 
 
 def test_bce_dice_is_low_for_the_right_answer_and_high_for_the_wrong_one():
@@ -113,3 +130,15 @@ def test_smp_unet_builds_offline_and_takes_encoder_weights_only_from_a_local_fil
     torch.save({"unrelated": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(DataError, match=r"other\.pt"):
         load_encoder_weights(model, str(tmp_path / "other.pt"))
+    with pytest.raises(ParamsError, match="encoder: is 'resnet9000'"):
+        build_model(spec | {"encoder": "resnet9000"})
+    with pytest.raises(ParamsError, match="encoder_weights: is for architecture smp_unet"):
+        SegmentationConfig.from_params({"encoder_weights": str(tmp_path / "resnet18.pt")})
+
+
+def test_a_damaged_model_file_is_named(tmp_path):
+    from cvpipe.segmentation.models import load_trained
+
+    (tmp_path / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="not a segmentation model of this project"):
+        load_trained(tmp_path / "model.pt", torch.device("cpu"))

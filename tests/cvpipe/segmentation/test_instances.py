@@ -49,13 +49,21 @@ def test_a_border_channel_separates_nuclei_where_the_foreground_has_no_neck():
     assert split[20, 10] != split[20, 30] and ((split > 0) == (fg > 0)).all()  # the whole foreground is kept
 
 
+def test_smoothing_keeps_a_long_nucleus_whole_where_plain_peaks_cut_it():
+    y, x = np.mgrid[0:40, 0:80]
+    ellipse = (((x - 40) / 20) ** 2 + ((y - 20) / 5) ** 2 <= 1).astype(np.float32)[None]
+    assert instances(ellipse, InstanceConfig(min_distance=5)).max() > 1  # a flat ridge: a peak every 5 px
+    assert instances(ellipse, InstanceConfig(min_distance=5, smooth=1.0)).max() == 1
+
+
 def test_relabel_numbers_nuclei_by_first_pixel_and_drops_small_ones():
     labels = np.array([[0, 7, 7, 0], [3, 3, 0, 9], [3, 3, 0, 0]])
     assert relabel(labels, 2).tolist() == [[0, 1, 1, 0], [2, 2, 0, 0], [2, 2, 0, 0]]
 
 
 @pytest.mark.parametrize("section, key", [({"threshold": 1.5}, "threshold"), ({"min_area": -1}, "min_area"),
-                                          ({"min_distance": 2.5}, "min_distance"), ({"erode": 1}, "erode")])
+                                          ({"min_distance": 2.5}, "min_distance"), ({"smooth": -1}, "smooth"),
+                                          ({"erode": 1}, "erode")])
 def test_bad_instance_settings_name_the_key(section, key):
     with pytest.raises(ParamsError, match=key):
         InstanceConfig.from_params(section)

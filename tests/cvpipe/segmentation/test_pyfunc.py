@@ -27,7 +27,7 @@ def saved_model(tmp_path_factory):
     config = SegmentationConfig.from_params(SMALL | {"epochs": 12})
     trained = fit(blobs(2, n=12), blobs(3, n=3), config, torch.device("cpu"))
     save_trained(base / "model.pt", trained.model, config.spec)
-    settings = {"instances": {"threshold": 0.5, "border_threshold": 0.5, "min_distance": 3, "min_area": 5},
+    settings = {"instances": {"threshold": 0.5, "border_threshold": 0.5, "min_distance": 3, "min_area": 5, "smooth": 0.0},
                 "input_mode": "crop", "input_size": 32}
     (base / "settings.json").write_text(json.dumps(settings))
     mlflow.pyfunc.save_model(base / "mlflow", python_model=mlflow_model.__file__, signature=signature(settings["instances"]),
@@ -52,6 +52,23 @@ def test_each_image_gets_its_nuclei_as_rle_that_decode_to_its_label_image(saved_
             assert (mask.astype(bool) == (row["labels"] == k)).all()
     plain = model.predict(np.stack(images))
     assert "labels" not in plain.columns and plain["count"].tolist() == out["count"].tolist()
+
+
+def test_images_of_different_sizes_and_inputs_it_cannot_take(saved_model):
+    import mlflow.pyfunc
+
+    from tests.cvpipe.segmentation.test_fit import blobs
+
+    model = mlflow.pyfunc.load_model(str(saved_model / "mlflow"))
+    small, large = blobs(9, n=1, size=36)[0][0], blobs(9, n=1, size=52)[0][0]
+    uneven = np.empty(2, dtype=object)
+    uneven[0], uneven[1] = small, large
+    out = model.predict(uneven)
+    assert [(r["height"], r["width"]) for _, r in out.iterrows()] == [(36, 36), (52, 52)]
+    grey = np.empty(1, dtype=object)
+    grey[0] = small[..., 0]
+    with pytest.raises(Exception, match=r"image 0: expected an H x W x 3 uint8 RGB array, got shape \(36, 36\)"):
+        model.predict(grey)
 
 
 def test_params_override_the_evaluated_settings(saved_model):
