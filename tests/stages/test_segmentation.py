@@ -71,8 +71,8 @@ def test_train_evaluate_register_and_the_promotion_gate(dsb_manifest, tmp_path, 
     assert (row["height"], row["width"]) == (40, 56) and row["count"] == len(row["encoded_pixels"])
     if row["count"]:
         assert dsb_decode(row["encoded_pixels"][0], 40, 56)[16, 16] == 1
-    with pytest.raises(Exception, match="image 0: expected an H x W x 3 uint8 RGB array"):
-        model.predict(np.zeros((1, 40, 56, 3), dtype=np.float32))
+    with pytest.raises(Exception, match="dtype of input float32 does not match expected dtype uint8"):
+        model.predict(np.zeros((1, 40, 56, 3), dtype=np.float32))  # the signature refuses floats, never casts them
 
 
 def test_a_bad_segmentation_key_is_one_line_naming_it(tmp_path, capsys):
