@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import random
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,83 @@ class LoopState:
         if "cuda_rng" in state and torch.cuda.is_available():  # dropout on the GPU draws from these
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return state["history"], state["epoch"]
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    history: list[dict]
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    resumed_from: int | None
+    seconds: float
+
+
+def run_epochs(
+    loop: LoopState,
+    epochs: int,
+    batches: Iterable,
+    step: Callable[[Any, Any], tuple[torch.Tensor, dict[str, float]]],
+    validate: Callable[[], dict[str, float]],
+    device: torch.device,
+    checkpoint: Path | None = None,
+    key: str = "",
+    stop_after: int | None = None,
+) -> FitResult:
+    """The epoch loop every torch task shares: train on ``batches`` (``step(x, y)`` gives the loss and sums
+    to average per sample, such as correct answers), ``validate()`` (``val_loss`` first), the LR scheduler
+    on the val loss, early stopping, an atomic checkpoint per epoch (resumed when ``checkpoint`` with
+    this ``key`` exists), the best weights restored at the end. ``stop_after`` ends the process's share
+    after that many epochs, as an interruption would (for tests)."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    amp = device.type == "cuda"
+    model, optimizer, stopper = loop.model, loop.optimizer, loop.stopper
+    history: list[dict] = []
+    first_epoch, resumed_from = 0, None
+    state = load_checkpoint(checkpoint, key) if checkpoint is not None else None
+    if state is not None:
+        history, resumed_from = loop.restore(state)
+        first_epoch = resumed_from + 1
+        log.info("resuming from the checkpoint of epoch %d (%s)", resumed_from + 1, checkpoint)
+    stopped = bool(history) and history[-1].get("stop", False)
+    for epoch in range(first_epoch, epochs if not stopped else first_epoch):
+        model.train()
+        total, sums, n = 0.0, {}, 0
+        lr = optimizer.param_groups[0]["lr"]
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=None)
+        for b, (x, y) in enumerate(bar):
+            with torch.autocast(device.type, enabled=amp):
+                loss, counts = step(x, y)
+            check_finite(loss, epoch + 1, b + 1, lr)
+            optimizer.zero_grad(set_to_none=True)
+            loop.scaler.scale(loss).backward()
+            loop.scaler.step(optimizer)
+            loop.scaler.update()
+            total += loss.item() * len(y)
+            sums = {k: sums.get(k, 0) + v for k, v in counts.items()}
+            n += len(y)
+            bar.set_postfix(loss=f"{total / n:.4f}")
+        validated = validate()
+        loop.scheduler.step(validated["val_loss"])
+        improved, stop = stopper.step(epoch, validated["val_loss"], model)
+        row = {"epoch": epoch + 1, "loss": total / n} | {k: v / n for k, v in sums.items()} | validated | {"lr": lr}
+        history.append(row | {"stop": stop})
+        figures = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "lr"))
+        log.info("epoch %d/%d  %s  lr %.2g%s", epoch + 1, epochs, figures, lr, "  *" if improved else "")
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, loop.snapshot(key, epoch, history))
+        if stop:
+            log.info("early stopping: no lower val loss for %d epochs; best was epoch %d", stopper.patience, stopper.best_epoch + 1)
+            break
+        if stop_after is not None and epoch + 1 - first_epoch >= stop_after:
+            raise KeyboardInterrupt(f"stopped after {stop_after} epochs (as asked)")
+    if stopper.best_state is not None:
+        model.load_state_dict(stopper.best_state)  # restore the best weights, as Keras' restore_best_weights
+    return FitResult(model, [{k: v for k, v in h.items() if k != "stop"} for h in history], stopper.best_epoch + 1,
+                     stopper.best, bool(history) and history[-1].get("stop", False), resumed_from, time.perf_counter() - start)
 
 
 def check_finite(loss: torch.Tensor, epoch: int, batch: int, lr: float) -> None:

@@ -9,21 +9,19 @@ interrupted run resumes where it stopped and ends with the same weights as an un
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches
 from cvpipe.classification.models import ARCHITECTURES, build_model
 from cvpipe.errors import ParamsError
 from cvpipe.params import check_keys, choice, flag, mapping, number
 from cvpipe.splits import check_fraction
-from cvpipe.training import EarlyStopping, LoopState, check_finite, load_checkpoint, save_checkpoint, seed_everything
+from cvpipe.training import EarlyStopping, FitResult, LoopState, run_epochs, seed_everything
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -96,17 +94,6 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-@dataclass
-class FitResult:
-    model: nn.Module
-    history: list[dict]
-    best_epoch: int
-    best_val_loss: float
-    stopped_early: bool
-    resumed_from: int | None
-    seconds: float
-
-
 def evaluate_loss(model: nn.Module, batches: Batches, device: torch.device, amp: bool) -> tuple[float, float]:
     """(mean loss, accuracy) over ``batches`` without gradients."""
     model.eval()
@@ -134,7 +121,6 @@ def fit(
 ) -> FitResult:
     """Train; ``checkpoint`` (with its ``key``) makes the run resumable. ``stop_after`` ends the
     process's share of the work after that many epochs, as an interruption would (for tests)."""
-    start = time.perf_counter()
     generator = seed_everything(config.seed)
     amp = device.type == "cuda"
     model = build_model(config.architecture, num_classes, config.weights, config.freeze).to(device)
@@ -143,58 +129,22 @@ def fit(
         optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    stopper = EarlyStopping(config.patience)
     train = Batches(images, labels, train_idx, config.batch_size, device, shuffle=True, generator=generator,
                     augment=BatchAugment(config.augment, generator))
     val = Batches(images, labels, val_idx if len(val_idx) else train_idx, config.batch_size, device, shuffle=False)
     if not len(val_idx):
         log.warning("no validation images: early stopping and checkpoints watch the training loss")
-    history: list[dict] = []
-    first_epoch, resumed_from = 0, None
-    state = load_checkpoint(checkpoint, key) if checkpoint is not None else None
-    loop = LoopState(model, optimizer, scheduler, scaler, stopper, generator)
-    if state is not None:
-        history, resumed_from = loop.restore(state)
-        first_epoch = resumed_from + 1
-        log.info("resuming from the checkpoint of epoch %d (%s)", state["epoch"] + 1, checkpoint)
-    stopped = bool(history) and history[-1].get("stop", False)
-    epoch = first_epoch
-    for epoch in range(first_epoch, config.epochs if not stopped else first_epoch):
-        model.train()
-        total, correct, n = 0.0, 0, 0
-        lr = optimizer.param_groups[0]["lr"]
-        bar = tqdm(train, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=None)
-        for b, (x, y) in enumerate(bar):
-            with torch.autocast(device.type, enabled=amp):
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits.float(), y)
-            check_finite(loss, epoch + 1, b + 1, lr)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            n += len(y)
-            bar.set_postfix(loss=f"{total / n:.4f}")
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(x)
+        return nn.functional.cross_entropy(logits.float(), y), {"accuracy": (logits.argmax(1) == y).sum().item()}
+
+    def validate() -> dict[str, float]:
         val_loss, val_acc = evaluate_loss(model, val, device, amp)
-        scheduler.step(val_loss)
-        improved, stop = stopper.step(epoch, val_loss, model)
-        row = {"epoch": epoch + 1, "loss": total / n, "accuracy": correct / n, "val_loss": val_loss, "val_accuracy": val_acc, "lr": lr}
-        history.append(row | {"stop": stop})
-        log.info("epoch %d/%d  loss %.4f  acc %.3f  val_loss %.4f  val_acc %.3f  lr %.2g%s", epoch + 1, config.epochs,
-                 row["loss"], row["accuracy"], val_loss, val_acc, lr, "  *" if improved else "")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, loop.snapshot(key, epoch, history))
-        if stop:
-            log.info("early stopping: no lower val loss for %d epochs; best was epoch %d", config.patience, stopper.best_epoch + 1)
-            break
-        if stop_after is not None and epoch + 1 - first_epoch >= stop_after:
-            raise KeyboardInterrupt(f"stopped after {stop_after} epochs (as asked)")
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)  # restore the best weights, as Keras' restore_best_weights
-    return FitResult(model, [{k: v for k, v in h.items() if k != "stop"} for h in history], stopper.best_epoch + 1,
-                     stopper.best, bool(history) and history[-1].get("stop", False), resumed_from, time.perf_counter() - start)
+        return {"val_loss": val_loss, "val_accuracy": val_acc}
+
+    loop = LoopState(model, optimizer, scheduler, scaler, EarlyStopping(config.patience), generator)
+    return run_epochs(loop, config.epochs, train, step, validate, device, checkpoint, key, stop_after)
 
 
 def predict(model: nn.Module, images: np.ndarray, indices: np.ndarray, device: torch.device, batch_size: int = 64) -> np.ndarray:

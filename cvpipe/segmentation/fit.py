@@ -9,7 +9,6 @@ callback state), so an interrupted run resumes and ends with the weights of an u
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -17,13 +16,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 from cvpipe.errors import ParamsError
 from cvpipe.params import check_keys, choice, flag, mapping, number
 from cvpipe.segmentation.models import ARCHITECTURES, build_model, load_encoder_weights, multiple
 from cvpipe.splits import check_fraction
-from cvpipe.training import EarlyStopping, LoopState, check_finite, load_checkpoint, save_checkpoint, seed_everything
+from cvpipe.training import EarlyStopping, FitResult, LoopState, run_epochs, seed_everything
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -270,23 +268,11 @@ def validation_loss(model: nn.Module, images: list[np.ndarray], targets: list[np
     return float(np.mean(losses)), float(np.mean(dices))
 
 
-@dataclass
-class FitResult:
-    model: nn.Module
-    history: list[dict]
-    best_epoch: int
-    best_val_loss: float
-    stopped_early: bool
-    resumed_from: int | None
-    seconds: float
-
-
 def fit(train: tuple[list[np.ndarray], list[np.ndarray]], val: tuple[list[np.ndarray], list[np.ndarray]],
         config: SegmentationConfig, device: torch.device, checkpoint=None, key: str = "",
         stop_after: int | None = None) -> FitResult:
     """Train on (images, targets) lists; ``checkpoint`` (with its ``key``) makes the run resumable;
     ``stop_after`` ends the process's share after that many epochs, as an interruption would (tests)."""
-    start = time.perf_counter()
     generator = seed_everything(config.seed)
     amp = device.type == "cuda"
     model = build_model(config.spec)
@@ -297,51 +283,17 @@ def fit(train: tuple[list[np.ndarray], list[np.ndarray]], val: tuple[list[np.nda
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor, patience=config.lr_patience,
                                                            min_lr=config.min_lr)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    stopper = EarlyStopping(config.patience)
     batches = CropBatches(*train, config, generator, device)
     if not val[0]:
         log.warning("no validation images: early stopping and checkpoints watch the training images")
         val = train
-    history: list[dict] = []
-    first_epoch, resumed_from = 0, None
-    state = load_checkpoint(checkpoint, key) if checkpoint is not None else None
-    loop = LoopState(model, optimizer, scheduler, scaler, stopper, generator)
-    if state is not None:
-        history, resumed_from = loop.restore(state)
-        first_epoch = resumed_from + 1
-        log.info("resuming from the checkpoint of epoch %d (%s)", state["epoch"] + 1, checkpoint)
-    stopped = bool(history) and history[-1].get("stop", False)
-    for epoch in range(first_epoch, config.epochs if not stopped else first_epoch):
-        model.train()
-        total, n = 0.0, 0
-        lr = optimizer.param_groups[0]["lr"]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=None)
-        for b, (x, y) in enumerate(bar):
-            with torch.autocast(device.type, enabled=amp):
-                loss = bce_dice(model(x).float(), y, config.dice_weight)
-            check_finite(loss, epoch + 1, b + 1, lr)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.item() * len(x)
-            n += len(x)
-            bar.set_postfix(loss=f"{total / n:.4f}")
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return bce_dice(model(x).float(), y, config.dice_weight), {}
+
+    def validate() -> dict[str, float]:
         val_loss, val_dice = validation_loss(model, *val, config, device)
-        scheduler.step(val_loss)
-        improved, stop = stopper.step(epoch, val_loss, model)
-        row = {"epoch": epoch + 1, "loss": total / n, "val_loss": val_loss, "val_dice": val_dice, "lr": lr}
-        history.append(row | {"stop": stop})
-        log.info("epoch %d/%d  loss %.4f  val_loss %.4f  val_dice %.3f  lr %.2g%s", epoch + 1, config.epochs, row["loss"],
-                 val_loss, val_dice, lr, "  *" if improved else "")
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, loop.snapshot(key, epoch, history))
-        if stop:
-            log.info("early stopping: no lower val loss for %d epochs; best was epoch %d", config.patience, stopper.best_epoch + 1)
-            break
-        if stop_after is not None and epoch + 1 - first_epoch >= stop_after:
-            raise KeyboardInterrupt(f"stopped after {stop_after} epochs (as asked)")
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
-    return FitResult(model, [{k: v for k, v in h.items() if k != "stop"} for h in history], stopper.best_epoch + 1,
-                     stopper.best, bool(history) and history[-1].get("stop", False), resumed_from, time.perf_counter() - start)
+        return {"val_loss": val_loss, "val_dice": val_dice}
+
+    loop = LoopState(model, optimizer, scheduler, scaler, EarlyStopping(config.patience), generator)
+    return run_epochs(loop, config.epochs, batches, step, validate, device, checkpoint, key, stop_after)
