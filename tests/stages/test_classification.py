@@ -19,14 +19,6 @@ PARAMS = {"architecture": "littlevgg", "image_size": 32, "epochs": 12, "batch_si
           "augment": {"rotation": 10, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": True}}
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
 def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_path, store):  # noqa: F811
     good = train.run("classification", fruits_manifest, tmp_path / "good", PARAMS, cache_dir=tmp_path / "cache")
     assert good.epochs >= 3 and good.device == "cpu"

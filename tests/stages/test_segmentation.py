@@ -33,14 +33,6 @@ def dsb_manifest(tmp_path_factory):
     return tmp / "validated"
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    return uri
-
-
 def test_train_evaluate_register_and_the_promotion_gate(dsb_manifest, tmp_path, store):
     good = train.run("segmentation", dsb_manifest, tmp_path / "good", PARAMS, cache_dir=tmp_path / "cache")
     assert good.epochs == 8 and good.model == "unet" and list((tmp_path / "cache/checkpoints").glob("*.pt")) == []
