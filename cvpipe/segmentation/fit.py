@@ -19,7 +19,7 @@ from torch import nn
 
 from cvpipe.errors import ParamsError
 from cvpipe.params import check_keys, choice, flag, mapping, number
-from cvpipe.segmentation.models import ARCHITECTURES, build_model, load_encoder_weights, multiple
+from cvpipe.segmentation.models import ARCHITECTURES, build_model, check_encoder, check_weights_file, load_encoder_weights, multiple
 from cvpipe.splits import check_fraction
 from cvpipe.training import EarlyStopping, FitResult, LoopState, run_epochs, seed_everything
 
@@ -90,6 +90,10 @@ class SegmentationConfig:
         if self.encoder_weights and self.architecture != "smp_unet":
             raise ParamsError("encoder_weights", f"is for architecture smp_unet; {self.architecture} starts from random weights "
                                                  "(set it to null)")
+        if self.architecture == "smp_unet":  # named before any image is read
+            check_encoder(self.encoder)
+            if self.encoder_weights:
+                check_weights_file(self.encoder_weights)
 
     @property
     def multiple(self) -> int:

@@ -60,18 +60,31 @@ def build_model(spec: dict) -> nn.Module:
     if architecture == "smp_unet":
         import segmentation_models_pytorch as smp
 
-        if spec["encoder"] not in smp.encoders.get_encoder_names():
-            raise ParamsError("encoder", f"is {spec['encoder']!r}, which segmentation_models_pytorch does not know (some it "
-                                         f"does: {', '.join(smp.encoders.get_encoder_names()[:8])}, ...)")
+        check_encoder(spec["encoder"])
         return smp.Unet(encoder_name=spec["encoder"], encoder_weights=None, in_channels=3, classes=spec["out_channels"])
     raise ParamsError("architecture", f"is {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
-def load_encoder_weights(model: nn.Module, file: str) -> None:
-    """smp's encoder from a local state dict; a missing file or a mismatch names the file."""
+def check_encoder(name: str) -> None:
+    """An encoder segmentation_models_pytorch can build, or a params error naming some it can."""
+    import segmentation_models_pytorch as smp
+
+    known = smp.encoders.get_encoder_names()
+    if name not in known:
+        raise ParamsError("encoder", f"is {name!r}, which segmentation_models_pytorch does not know (some it does: "
+                                     f"{', '.join(known[:8])}, ...)")
+
+
+def check_weights_file(file: str) -> Path:
     path = Path(file)
     if not path.is_file():
         raise ParamsError("encoder_weights", f"{file}: no such file (weights are never downloaded; give a local state dict)")
+    return path
+
+
+def load_encoder_weights(model: nn.Module, file: str) -> None:
+    """smp's encoder from a local state dict; a missing file or a mismatch names the file."""
+    path = check_weights_file(file)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file, named

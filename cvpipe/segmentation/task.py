@@ -44,7 +44,7 @@ class SegmentationTask:
         dev = pick_device(device)
         data = load_set(manifest_dir, config.val_fraction, config.holdout_fraction)
         # local encoder weights count by their bytes: the same path with other weights is another run
-        weights = sha256_file(config.encoder_weights) if config.encoder_weights and Path(config.encoder_weights).is_file() else None
+        weights = sha256_file(config.encoder_weights) if config.encoder_weights else None
         data_digest, params_digest = data.digest(), fingerprint(config.record(), weights)
         key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type)
         checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
@@ -149,10 +149,10 @@ class SegmentationTask:
         import mlflow.pyfunc
         import numpy as np
 
-        from cvpipe.segmentation.data import load_images, load_set
+        from cvpipe.segmentation.data import load_images
         from cvpipe.segmentation.evaluate import by_type, score_image
 
-        data = load_set(manifest_dir, params.get("val_fraction", 0.15), params.get("holdout_fraction", 0.2))
+        data = _as_trained(manifest_dir, params)
         idx = data.indices(HELD_OUT.get(split, split))
         model = mlflow.pyfunc.load_model(model_uri)
         scored = []
@@ -162,12 +162,19 @@ class SegmentationTask:
         return Scores(float(np.mean([s.score.score for s in scored])), by_type(scored))
 
 
+def _as_trained(manifest_dir: Path, trained: dict[str, Any]):
+    """The dataset split as it was for training (``trained``: the training params train.json recorded)."""
+    from cvpipe.segmentation.data import load_set
+    from cvpipe.segmentation.fit import SegmentationConfig
+
+    return load_set(manifest_dir, trained.get("val_fraction", SegmentationConfig.val_fraction),
+                    trained.get("holdout_fraction", SegmentationConfig.holdout_fraction))
+
+
 def _loaded(model_dir: Path, manifest_dir: Path, device):
     """The trained model, its spec, its training params and the dataset split as it was for training."""
-    from cvpipe.segmentation.data import load_set
     from cvpipe.segmentation.models import load_trained
 
     trained = trained_params(model_dir)
     model, spec = load_trained(model_dir / "model.pt", device)
-    data = load_set(manifest_dir, trained.get("val_fraction", 0.15), trained.get("holdout_fraction", 0.2))
-    return model, spec, trained, data
+    return model, spec, trained, _as_trained(manifest_dir, trained)

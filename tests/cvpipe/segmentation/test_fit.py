@@ -33,6 +33,9 @@ SMALL = {"base": 4, "depth": 2, "input_size": 32, "batch_size": 4, "epochs": 6, 
     ({"input_size": 90}, "input_size"), ({"architecture": "segnet"}, "architecture"), ({"optimizer": "lbfgs"}, "optimizer"),
     ({"augment": {"rot45": True}}, "augment.rot45"), ({"augment": {"brightness": 2}}, "augment.brightness"),
     ({"dropout": 0.5}, "dropout"), ({"encoder_weights": 3}, "encoder_weights"), ({"epochs": "10"}, "epochs"),
+    # smp's encoder and weights file are named by the config, before any image is read
+    ({"architecture": "smp_unet", "encoder": "resnet9000"}, "encoder: is 'resnet9000'"),
+    ({"architecture": "smp_unet", "encoder_weights": "/nonexistent/r18.pt"}, "encoder_weights: /nonexistent/r18.pt: no such file"),
 ])
 def test_bad_params_name_the_key(section, key):
     with pytest.raises(ParamsError, match=key):
