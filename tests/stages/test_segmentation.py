@@ -3,8 +3,6 @@ epochs), with a temporary MLflow store; and the stage's one-line error for a bad
 
 from __future__ import annotations
 
-import json
-
 import mlflow
 import numpy as np
 import pytest
@@ -81,4 +79,3 @@ def test_a_bad_segmentation_key_is_one_line_naming_it(tmp_path, capsys):
     (tmp_path / "model").mkdir()
     assert evaluate.main(["--dataset", "dsb2018", "--params", str(tmp_path / "params.yaml"), "--model-dir", str(tmp_path / "model")]) == 1
     assert "segmentation.evaluate.instances.min_area: must be an integer >= 0, not -1" in capsys.readouterr().err
-    assert json.dumps(params)  # the file stayed plain YAML
