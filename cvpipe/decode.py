@@ -10,7 +10,7 @@ from pathlib import Path
 
 import PIL
 
-from cvpipe.manifest import parallel_map
+from cvpipe.manifest import WorkPool, parallel_map
 from cvpipe.pil import open_image
 
 # A decode's outcome depends on the bytes and on the decoder: a Pillow upgrade invalidates the cache.
@@ -73,7 +73,9 @@ class DecodeCache:
             self.db.close()
 
 
-def decode_all(files: dict[str, Path], cache_path: Path | None, workers: int | None = None) -> tuple[dict[str, dict], DecodeStats]:
+def decode_all(
+    files: dict[str, Path], cache_path: Path | None, workers: int | WorkPool | None = None
+) -> tuple[dict[str, dict], DecodeStats]:
     """Decode results for ``sha256 -> file``; only files whose hash the cache lacks are decoded."""
     cache = DecodeCache(cache_path)
     try:

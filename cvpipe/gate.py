@@ -7,6 +7,7 @@ every check is a plain Great Expectations expectation over a table.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -20,7 +21,7 @@ import pandas as pd
 
 from cvpipe.classmap import ClassMap
 from cvpipe.decode import SUFFIX_FORMATS, DecodeStats, decode_all
-from cvpipe.manifest import ManifestDir, parallel_map
+from cvpipe.manifest import ManifestDir, WorkPool, parallel_map
 from cvpipe.pil import open_image
 from cvpipe.rle import dsb_decode
 
@@ -84,7 +85,7 @@ class CheckResult:
 # ---------------------------------------------------------------------------------------------- frames
 
 
-def build_frames(manifest: ManifestDir, cfg: GateConfig, cache: Path | None, workers: int | None) -> Frames:
+def build_frames(manifest: ManifestDir, cfg: GateConfig, cache: Path | None, workers: int | WorkPool | None) -> Frames:
     """Manifest tables plus the per-image facts the checks need (decodes, leakage, RLE)."""
     root, classes = manifest.root, manifest.classes
     images = manifest.images.to_pandas()
@@ -141,32 +142,38 @@ def _leaks(images: pd.DataFrame) -> list[str | None]:
     return leaks
 
 
-def _rle_errors(csv_file: Path, root: Path, images: pd.DataFrame, masks: pd.DataFrame | None, workers: int | None) -> list[str | None]:
+def _rle_errors(csv_file: Path, root: Path, images: pd.DataFrame, masks: pd.DataFrame | None,
+                workers: int | WorkPool | None) -> list[str | None]:
     """DSB2018: does each image's official run-length encoding decode to exactly its mask files?"""
     labels = pd.read_csv(csv_file, dtype=str)
     by_id = labels.groupby("ImageId")["EncodedPixels"].apply(list).to_dict()
     mask_files = masks.groupby("path")["mask_path"].apply(list).to_dict() if masks is not None else {}
+    # one plain tuple per image, with its own encodings and masks: what a Dask worker needs, no more
+    rows = [(by_id.get(source_id), split, width, height, mask_files.get(path, []))
+            for source_id, split, width, height, path
+            in images[["source_id", "split", "width", "height", "path"]].itertuples(index=False, name=None)]
+    check = functools.partial(_rle_error, csv_name=csv_file.name, root=root)
+    return list(parallel_map(check, rows, "run-length encodings", workers))
 
-    def check(row) -> str | None:
-        encodings = by_id.get(row.source_id)
-        if encodings is None or row.split != "train" or pd.isna(row.width):
-            return None
-        h, w = int(row.height), int(row.width)
-        try:
-            decoded = {dsb_decode(e, h, w).tobytes() for e in encodings}
-        except ValueError as exc:
-            return f"{csv_file.name}: {exc}"
-        on_disk = set()
-        for m in mask_files.get(row.path, []):
-            try:
-                on_disk.add((np.asarray(open_image(root / m)) > 0).astype(np.uint8).tobytes())
-            except Exception:  # noqa: BLE001 - an unreadable mask is reported by masks.readable
-                continue
-        if decoded != on_disk:
-            return f"{len(decoded - on_disk)} of {len(encodings)} encodings match no mask file"
+
+def _rle_error(row: tuple, csv_name: str, root: Path) -> str | None:
+    encodings, split, width, height, mask_paths = row
+    if encodings is None or split != "train" or pd.isna(width):
         return None
-
-    return list(parallel_map(check, list(images.itertuples()), "run-length encodings", workers))
+    h, w = int(height), int(width)
+    try:
+        decoded = {dsb_decode(e, h, w).tobytes() for e in encodings}
+    except ValueError as exc:
+        return f"{csv_name}: {exc}"
+    on_disk = set()
+    for m in mask_paths:
+        try:
+            on_disk.add((np.asarray(open_image(root / m)) > 0).astype(np.uint8).tobytes())
+        except Exception:  # noqa: BLE001 - an unreadable mask is reported by masks.readable
+            continue
+    if decoded != on_disk:
+        return f"{len(decoded - on_disk)} of {len(encodings)} encodings match no mask file"
+    return None
 
 
 def _box_frame(boxes: pd.DataFrame, images: pd.DataFrame, cfg: GateConfig) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -120,26 +120,50 @@ class ReadResult:
     splits: list[tuple[str, str]] = field(default_factory=list)  # (split, folder or file declaring it)
 
 
+@runtime_checkable
+class WorkPool(Protocol):
+    """Somewhere other than this process's threads that :func:`parallel_map` can send a large set to
+    (:class:`cvpipe.parallel.DaskPool`); ``threads`` run the sets it does not take."""
+
+    threads: int | None
+
+    def takes(self, n_items: int) -> bool: ...
+
+    def map_chunks(self, fn: Callable[[T], R], chunks: Iterable[Sequence[T]]) -> Iterator[list[R]]: ...
+
+
 def parallel_map(
     fn: Callable[[T], R],
     items: Sequence[T],
     desc: str,
-    workers: int | None = None,
+    workers: int | WorkPool | None = None,
     chunk: int = 32,
+    images: int | None = None,
 ) -> Iterator[R]:
-    """Ordered ``map`` on a thread pool, in chunks, with a bounded number in flight and a progress bar.
+    """Ordered ``map`` in chunks, with a bounded number in flight and a progress bar.
 
-    Threads pay here: hashing and image decoding release the GIL. One worker runs inline.
+    ``workers``: threads (threads pay here: hashing and image decoding release the GIL; one runs
+    inline), or a :class:`WorkPool` such as :class:`cvpipe.parallel.DaskPool`, which takes sets of
+    its ``min_items`` or more (``fn`` and the items must then pickle: module-level functions,
+    ``functools.partial``).
+    ``images``: how many images the items stand for, where an item is more than one (a shard).
     """
-    workers = workers or os.cpu_count() or 1
     progress = tqdm(total=len(items), desc=desc, unit="file", disable=None, leave=False)
+    chunks = (items[i : i + chunk] for i in range(0, len(items), chunk))
     try:
+        if isinstance(workers, WorkPool):
+            if workers.takes(len(items) if images is None else images):
+                for results in workers.map_chunks(fn, chunks):
+                    yield from results
+                    progress.update(len(results))
+                return
+            workers = workers.threads
+        workers = workers or os.cpu_count() or 1
         if workers == 1:
             for x in items:
                 yield fn(x)
                 progress.update(1)
             return
-        chunks = (items[i : i + chunk] for i in range(0, len(items), chunk))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             pending = [pool.submit(_apply, fn, c) for c in islice(chunks, 4 * workers)]
             while pending:

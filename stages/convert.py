@@ -25,7 +25,8 @@ from cvpipe.detection.tfrecord import write_tfrecords
 from cvpipe.detection.yolo import write_yolo
 from cvpipe.errors import DataError, UsageError
 from cvpipe.io import write_json
-from cvpipe.manifest import read_manifest_dir
+from cvpipe.manifest import WorkPool, read_manifest_dir
+from cvpipe.parallel import open_workers, read_settings
 from cvpipe.segmentation.dsb import masks_to_rle, rle_to_masks
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def load_detection(
     manifest_dir: Path | None,
     classes: Path | None = None,
     cls91to80: bool = False,
-    workers: int | None = 1,
+    workers: int | WorkPool | None = 1,
     sizes: bool = True,
 ) -> det.DetectionSet:
     """The detection set from a validated manifest folder, or from the source's own files.
@@ -84,7 +85,7 @@ def run(
     shards: int = 1,
     drop_difficult: bool = False,
     cls91to80: bool = False,
-    workers: int | None = 1,
+    workers: int | WorkPool | None = 1,
 ) -> dict:
     """Convert; returns the counts (also written to ``conversion.json`` for detection outputs)."""
     if kind not in KINDS:
@@ -101,7 +102,7 @@ def run(
         det.assign_splits(dset, val_fraction)
         if target == "yolo":
             return write_yolo(dset, out, drop_difficult, workers)
-        return write_tfrecords(dset, out, shards, drop_difficult)
+        return write_tfrecords(dset, out, shards, drop_difficult, workers)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -123,13 +124,15 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1,
         help="threads for file I/O (default 1: the work is CPU-bound Python; more helps on a slow, cold disk)",
     )
+    parser.add_argument("--params", type=Path, help="its `dask` section: where large sets run (default: ./params.yaml if any)")
     parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
     return parser
 
 
 def execute(args: argparse.Namespace) -> dict:
-    report = run(args.kind, args.out, args.annotations, args.images, args.manifest_dir, args.classes,
-                 args.val_fraction, args.shards, args.drop_difficult, args.cls91to80, args.workers)
+    with open_workers(read_settings(args.params), args.workers) as workers:
+        report = run(args.kind, args.out, args.annotations, args.images, args.manifest_dir, args.classes,
+                     args.val_fraction, args.shards, args.drop_difficult, args.cls91to80, workers)
     counts = {k: v for k, v in report.items() if k != "dropped"}
     if args.metrics:
         write_json(args.metrics, counts)

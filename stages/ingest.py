@@ -22,11 +22,13 @@ from cvpipe.manifest import (
     MANIFEST_SCHEMA,
     MASK_SCHEMA,
     Confinement,
+    WorkPool,
     parallel_map,
     probe_image,
     probe_mask,
     write_table,
 )
+from cvpipe.parallel import open_workers, read_settings
 
 log = logging.getLogger(__name__)
 BAD_ANNOTATION_POLICIES = ("stop", "record")
@@ -52,7 +54,7 @@ def run(
     root: Path,
     out: Path,
     classes_file: Path | None = None,
-    workers: int | None = None,
+    workers: int | WorkPool | None = None,
     on_bad_annotation: str = "stop",
 ) -> IngestResult:
     """Read ``root`` as ``source`` and write ``manifest.parquet``, ``classes.json`` and more to ``out``.
@@ -115,6 +117,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="folder for manifest.parquet and classes.json")
     parser.add_argument("--classes", type=Path, help="VOC only: class list (one name a line, or classes.json)")
     parser.add_argument("--workers", type=int, help="threads for hashing and probing (default: all cores)")
+    parser.add_argument("--params", type=Path, help="its `dask` section: where large sets run (default: ./params.yaml if any)")
     parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")
     parser.add_argument(
         "--on-bad-annotation", choices=BAD_ANNOTATION_POLICIES, default="stop",
@@ -124,7 +127,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def execute(args: argparse.Namespace) -> IngestResult:
-    result = run(args.source, args.root, args.out, args.classes, args.workers, args.on_bad_annotation)
+    with open_workers(read_settings(args.params), args.workers) as workers:
+        result = run(args.source, args.root, args.out, args.classes, workers, args.on_bad_annotation)
     if args.metrics:
         write_json(args.metrics, asdict(result))
     box_or_mask = f", {result.boxes} boxes" if result.boxes is not None else ""

@@ -30,9 +30,11 @@ from cvpipe.manifest import (
     MANIFEST_SCHEMA,
     MASK_SCHEMA,
     ManifestDir,
+    WorkPool,
     read_manifest_dir,
     write_table,
 )
+from cvpipe.parallel import DaskSettings, open_workers
 from cvpipe.params import check_keys, choice, dataset_spec, load_params, mapping, number, string_list
 from cvpipe.tasks import TASKS
 
@@ -69,7 +71,7 @@ def run(
     on_fail: str = "stop",
     root: Path | None = None,
     cache: Path | None = None,
-    workers: int | None = None,
+    workers: int | WorkPool | None = None,
     name: str | None = None,
 ) -> tuple[ValidateResult, list[CheckResult]]:
     """Run every check; write the report (Data Docs + summary.json) and, unless stopped, the clean tables."""
@@ -225,7 +227,8 @@ def execute(args: argparse.Namespace) -> ValidateResult:
     on_fail, cache, workers = settings(params)
     source = read_manifest_dir(args.manifest_dir, root=args.root, allow_empty=True).source
     cfg = config_from_params(params, name, args.task, source)
-    result, results = run(args.manifest_dir, cfg, args.report, args.out, on_fail, args.root, cache, workers, name)
+    with open_workers(DaskSettings.from_params(params), workers) as pool:
+        result, results = run(args.manifest_dir, cfg, args.report, args.out, on_fail, args.root, cache, pool, name)
     if args.metrics:
         write_json(args.metrics, result.metrics())
     summary = format_summary(result, results, args.report)

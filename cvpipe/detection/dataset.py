@@ -22,7 +22,7 @@ from cvpipe.classmap import ClassEntry, ClassMap
 from cvpipe.datasets import list_images, rel, require_dir, simpsons, split_name, voc
 from cvpipe.errors import DataError
 from cvpipe.imagesize import image_size
-from cvpipe.manifest import ManifestDir, parallel_map
+from cvpipe.manifest import ManifestDir, WorkPool, parallel_map
 from cvpipe.splits import check_fraction, unit_hash
 
 SPLITS = ("train", "val", "test")
@@ -161,7 +161,7 @@ def coco80_classes() -> ClassMap:
 
 
 def from_coco(path: Path, images: Path, classes: ClassMap | None = None, cls91to80: bool = False,
-              workers: int | None = 1, sizes: bool = True) -> DetectionSet:
+              workers: int | WorkPool | None = 1, sizes: bool = True) -> DetectionSet:
     """A COCO instances file and its image folder; category ids map to contiguous indices.
 
     ``sizes=False`` leaves width and height 0 for a writer that reads every image anyway.
@@ -204,7 +204,7 @@ def _coco_set(path: Path, images: Path, doc: _CocoFile, classes: ClassMap | None
     return DetectionSet(classes, list(items.values()))
 
 
-def from_voc(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | None = 1,
+def from_voc(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | WorkPool | None = 1,
              sizes: bool = True) -> DetectionSet:
     """LabelImg XML files and their image folder; an image no XML names was never annotated.
 
@@ -228,7 +228,7 @@ def from_voc(annotations: Path, images: Path, classes_file: Path | None = None, 
     return _with_sizes(dset, workers) if sizes else dset
 
 
-def from_simpsons(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | None = 1) -> DetectionSet:
+def from_simpsons(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | WorkPool | None = 1) -> DetectionSet:
     """``annotation.txt`` and the ``simpsons_dataset`` folder; only annotated images are used."""
     require_dir(images, "Simpsons image folder")
     if classes_file is not None:
@@ -250,7 +250,7 @@ def from_simpsons(annotations: Path, images: Path, classes_file: Path | None = N
     return _with_sizes(DetectionSet(classes, list(items.values()), notes), workers)
 
 
-def _with_sizes(dset: DetectionSet, workers: int | None) -> DetectionSet:
+def _with_sizes(dset: DetectionSet, workers: int | WorkPool | None) -> DetectionSet:
     """Real image sizes from the file headers (never the annotation's claim)."""
     sizes = parallel_map(probe_size, [i.file for i in dset.items], "image sizes", workers, chunk=512)
     for item, (width, height, error) in zip(dset.items, sizes, strict=True):

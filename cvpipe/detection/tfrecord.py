@@ -21,6 +21,7 @@ tag would show them turned. ``image/key/sha256`` is the hash of the bytes embedd
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -39,7 +40,7 @@ from cvpipe.errors import DataError, ParamsError
 from cvpipe.exif import upright_tag
 from cvpipe.imagesize import image_size_of
 from cvpipe.io import read_file, staged_dir, write_text
-from cvpipe.manifest import parallel_map
+from cvpipe.manifest import WorkPool, parallel_map
 
 FORMATS = {".jpg": b"jpeg", ".jpeg": b"jpeg", ".png": b"png"}
 
@@ -207,11 +208,13 @@ def shard_name(split: str, index: int, shards: int) -> str:
     return f"{split}-{index:05d}-of-{shards:05d}.record"
 
 
-def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficult: bool = False) -> dict:
+def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficult: bool = False,
+                    workers: int | WorkPool | None = None) -> dict:
     """``<split>-0000k-of-0000N.record`` shards (image k goes to shard k mod N) and ``label_map.pbtxt``.
 
-    Shards are written in parallel, one a thread, as many at once as there are cores. Items whose
-    size is not known yet (width 0) take it from the image's bytes, which are read here anyway.
+    Shards are written in parallel, one a thread, as many at once as there are cores (or one a Dask
+    task, where ``workers`` is a pool that takes a set this large; a thread count is not used). Items whose size is not known yet
+    (width 0) take it from the image's bytes, which are read here anyway.
     """
     if shards < 1:
         raise ParamsError("convert.shards", f"is {shards!r}; it must be at least 1")
@@ -219,27 +222,23 @@ def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficu
     reset = [False] * len(dset.items)
     with staged_dir(out) as stage:
         splits = sorted({i.split for i in dset.items}, key=SPLITS.index)
-        jobs = []
+        members, jobs = [], []
         for split in splits:
-            members = [k for k, i in enumerate(dset.items) if i.split == split]
-            jobs += [(split, s, members[s::shards]) for s in range(shards)]
+            in_split = [k for k, i in enumerate(dset.items) if i.split == split]
+            for s in range(shards):
+                members.append(in_split[s::shards])
+                jobs.append((str(stage / shard_name(split, s, shards)), [dset.items[k] for k in members[-1]]))
 
-        def write(job) -> BoxCleaner:
-            split, s, members = job
-            cleaner = BoxCleaner(dset.classes.names, drop_difficult)
-            with open(stage / shard_name(split, s, shards), "wb") as shard:
-                for k in members:
-                    item = dset.items[k]
-                    read = _read_image(item)
-                    encoded = upright_tag(read)
-                    reset[k] = encoded is not read
-                    boxes, dropped_by_item[k] = cleaner.clean(item)
-                    write_record(shard, *example_parts(item, boxes, encoded))
-            return cleaner
-
+        write = functools.partial(_write_shard, names=dset.classes.names, drop_difficult=drop_difficult)
         threads = min(len(jobs), os.cpu_count() or 1)  # one shard per thread, whatever ``workers`` says
+        pooled = isinstance(workers, WorkPool) and workers.takes(len(dset.items))
         with no_gc():
-            cleaners = list(parallel_map(write, jobs, "tfrecord shards", threads, chunk=1))
+            written = list(parallel_map(write, jobs, "tfrecord shards", workers if pooled else threads, chunk=1,
+                                        images=len(dset.items)))
+        for ks, (_, resets, dropped) in zip(members, written, strict=True):
+            for k, was_reset, lost in zip(ks, resets, dropped, strict=True):
+                reset[k], dropped_by_item[k] = was_reset, lost
+        cleaners = [cleaner for cleaner, _, _ in written]
         write_text(stage / "label_map.pbtxt", label_map(dset.classes))
         write_class_files(dset.classes, stage)
         report = {
@@ -252,6 +251,23 @@ def write_tfrecords(dset: DetectionSet, out: Path, shards: int = 1, drop_difficu
         }
         write_text(stage / "conversion.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
+
+
+def _write_shard(job: tuple[str, list[Item]], names: list[str], drop_difficult: bool
+                 ) -> tuple[BoxCleaner, list[bool], list[list[dict]]]:
+    """One shard file; its cleaner (counts), and per item whether its orientation was reset and what was dropped."""
+    path, items = job
+    cleaner = BoxCleaner(names, drop_difficult)
+    resets, dropped = [], []
+    with open(path, "wb") as shard:
+        for item in items:
+            read = _read_image(item)
+            encoded = upright_tag(read)
+            resets.append(encoded is not read)
+            boxes, lost = cleaner.clean(item)
+            dropped.append(lost)
+            write_record(shard, *example_parts(item, boxes, encoded))
+    return cleaner, resets, dropped
 
 
 def _read_image(item: Item) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections import Counter
@@ -12,7 +13,7 @@ import yaml
 from cvpipe.detection.dataset import SPLITS, CleanBox, DetectionSet, clean_boxes, no_gc, output_names
 from cvpipe.detection.output import place_image, write_class_files
 from cvpipe.io import staged_dir, write_text
-from cvpipe.manifest import parallel_map
+from cvpipe.manifest import WorkPool, parallel_map
 
 
 def label_text(boxes: list[CleanBox], width: int, height: int) -> str:
@@ -24,7 +25,7 @@ def label_text(boxes: list[CleanBox], width: int, height: int) -> str:
     )
 
 
-def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, workers: int | None = 1) -> dict:
+def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, workers: int | WorkPool | None = 1) -> dict:
     """Write the dataset under ``out`` (replacing it atomically); returns the counts, also in conversion.json.
 
     Images are linked, but a JPEG whose EXIF orientation is not 1 is copied with the tag set to 1: labels
@@ -40,17 +41,10 @@ def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, work
             (stage / "labels" / split).mkdir(parents=True)
 
         base = str(stage)
-
-        def write(k: int) -> str:
-            item, name = dset.items[k], names[k]
-            fd = os.open(f"{base}/labels/{item.split}/{name}.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                os.write(fd, label_text(boxes[k], item.width, item.height).encode())
-            finally:
-                os.close(fd)
-            return place_image(item.file, f"{base}/images/{item.split}/{name}{item.file.suffix}")
-
-        links = Counter(parallel_map(write, range(len(dset.items)), "yolo", workers, chunk=256))
+        jobs = [(item.file, item.split, name, kept, item.width, item.height)
+                for item, name, kept in zip(dset.items, names, boxes, strict=True)]
+        write = functools.partial(_write_item, base=base)
+        links = Counter(parallel_map(write, jobs, "yolo", workers, chunk=256))
         data = {"path": out.as_posix(), **{s: f"images/{s}" for s in splits},
                 "nc": len(dset.classes), "names": dict(enumerate(dset.classes.names))}
         write_text(stage / "data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -63,3 +57,14 @@ def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, work
         }
         write_text(stage / "conversion.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
+
+
+def _write_item(job: tuple[Path, str, str, list[CleanBox], int, int], base: str) -> str:
+    """One image's label file and image link (or upright copy); returns how the image was placed."""
+    file, split, name, boxes, width, height = job
+    fd = os.open(f"{base}/labels/{split}/{name}.txt", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, label_text(boxes, width, height).encode())
+    finally:
+        os.close(fd)
+    return place_image(file, f"{base}/images/{split}/{name}{file.suffix}")
