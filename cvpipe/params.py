@@ -6,6 +6,7 @@ what would be valid, as a :class:`~cvpipe.errors.ParamsError`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -134,13 +135,28 @@ def training_settings(params: dict[str, Any]) -> tuple[str, Path | None]:
     """(device, cache folder) from the ``train`` section, shared by every task's train and evaluate."""
     common = mapping(params.get("train"), "train")
     check_keys(common, ("device", "cache_dir", "cpu_threads"), "train")
-    device = common.get("device", "auto")
-    if not isinstance(device, str) or not (device in ("auto", "cpu", "mps") or device.startswith("cuda")):
-        raise ParamsError("train.device", f"is {device!r}; choose auto, cpu, cuda or cuda:N")
+    device = device_setting(common.get("device", "auto"))
     cache = common.get("cache_dir")
     if cache is not None and not isinstance(cache, str):
         raise ParamsError("train.cache_dir", f"must be a folder path or null, not {cache!r}")
     return device, Path(cache) if cache else None
+
+
+def device_setting(value: Any) -> str:
+    """``train.device`` as one string: ``auto``, ``cpu``, ``mps``, ``cuda``, ``cuda:N``, or ``cuda:0,1`` for
+    several CUDA devices (written ``[0, 1]``, ``"0,1"`` or ``"cuda:0,1"``, as ultralytics takes them)."""
+    if isinstance(value, str) and (value in ("auto", "cpu", "mps", "cuda") or re.fullmatch(r"cuda:\d+", value)):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str) and re.fullmatch(r"(cuda:)?\d+(,\d+)*", value.replace(" ", "")):
+        value = [int(i) for i in value.replace(" ", "").removeprefix("cuda:").split(",")]
+    if not (isinstance(value, list) and value and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)):
+        raise ParamsError("train.device", f"is {value!r}; choose auto, cpu, cuda or cuda:N, or several CUDA devices "
+                                          "as a list ([0, 1] or \"0,1\")")
+    if len(set(value)) < len(value):
+        raise ParamsError("train.device", f"is {value!r}; each CUDA device may be listed once")
+    return "cuda:" + ",".join(map(str, value))
 
 
 def cpu_threads(params: dict[str, Any]) -> int:

@@ -21,7 +21,7 @@ from cvpipe.classification.models import ARCHITECTURES, build_model
 from cvpipe.errors import ParamsError
 from cvpipe.params import check_keys, choice, flag, mapping, number
 from cvpipe.splits import check_fraction
-from cvpipe.training import EarlyStopping, FitResult, LoopState, run_epochs, seed_everything
+from cvpipe.training import ALONE, EarlyStopping, FitResult, LoopState, Ranks, run_epochs, seed_everything
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -94,8 +94,10 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def evaluate_loss(model: nn.Module, batches: Batches, device: torch.device, amp: bool) -> tuple[float, float]:
-    """(mean loss, accuracy) over ``batches`` without gradients."""
+def evaluate_loss(model: nn.Module, batches: Batches, device: torch.device, amp: bool,
+                  ranks: Ranks = ALONE) -> tuple[float, float]:
+    """(mean loss, accuracy) over ``batches`` without gradients; under DDP each rank brings its share of
+    the images (``batches`` of its own) and the sums are added over the ranks."""
     model.eval()
     total, correct, n = 0.0, 0, 0
     with torch.no_grad(), torch.autocast(device.type, enabled=amp):
@@ -104,6 +106,8 @@ def evaluate_loss(model: nn.Module, batches: Batches, device: torch.device, amp:
             total += nn.functional.cross_entropy(logits.float(), y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)
+    if ranks.world > 1:
+        total, correct, n = ranks.sum([total, correct, n], device)
     return total / max(n, 1), correct / max(n, 1)
 
 
@@ -118,9 +122,14 @@ def fit(
     checkpoint: Path | None = None,
     key: str = "",
     stop_after: int | None = None,
+    ranks: Ranks = ALONE,
 ) -> FitResult:
     """Train; ``checkpoint`` (with its ``key``) makes the run resumable. ``stop_after`` ends the
-    process's share of the work after that many epochs, as an interruption would (for tests)."""
+    process's share of the work after that many epochs, as an interruption would (for tests).
+
+    ``ranks`` (torchrun's, :func:`cvpipe.training.training_device`) trains with DDP: ``batch_size`` stays
+    the global batch, each rank trains on its shard of it, and the result is that of the single-process
+    equivalent :func:`cvpipe.training.run_epochs` documents. Validation is split over the ranks by image."""
     generator = seed_everything(config.seed)
     amp = device.type == "cuda"
     model = build_model(config.architecture, num_classes, config.weights, config.freeze).to(device)
@@ -131,20 +140,22 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     train = Batches(images, labels, train_idx, config.batch_size, device, shuffle=True, generator=generator,
                     augment=BatchAugment(config.augment, generator))
-    val = Batches(images, labels, val_idx if len(val_idx) else train_idx, config.batch_size, device, shuffle=False)
-    if not len(val_idx):
+    watched = val_idx if len(val_idx) else train_idx
+    val = Batches(images, labels, np.array_split(watched, ranks.world)[ranks.rank], config.batch_size, device, shuffle=False)
+    if not len(val_idx) and ranks.main:
         log.warning("no validation images: early stopping and checkpoints watch the training loss")
+    net = ranks.wrap(model, device)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = model(x)
+        logits = net(x)
         return nn.functional.cross_entropy(logits.float(), y), {"accuracy": (logits.argmax(1) == y).sum().item()}
 
     def validate() -> dict[str, float]:
-        val_loss, val_acc = evaluate_loss(model, val, device, amp)
+        val_loss, val_acc = evaluate_loss(model, val, device, amp, ranks)
         return {"val_loss": val_loss, "val_accuracy": val_acc}
 
     loop = LoopState(model, optimizer, scheduler, scaler, EarlyStopping(config.patience), generator)
-    return run_epochs(loop, config.epochs, train, step, validate, device, checkpoint, key, stop_after)
+    return run_epochs(loop, config.epochs, train, step, validate, device, checkpoint, key, stop_after, ranks)
 
 
 def predict(model: nn.Module, images: np.ndarray, indices: np.ndarray, device: torch.device, batch_size: int = 64) -> np.ndarray:

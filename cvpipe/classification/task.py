@@ -12,7 +12,7 @@ from cvpipe.errors import DataError
 from cvpipe.io import write_json, write_text
 from cvpipe.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.training import fingerprint, pick_device
+from cvpipe.training import Ranks, fingerprint, pick_device, process_group, training_device
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -32,25 +32,33 @@ class ClassificationTask:
 
     def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
               cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
-        from cvpipe.classification.data import load_table, load_tensors
-        from cvpipe.classification.fit import TrainConfig, fit
-        from cvpipe.classification.models import save_trained
+        from cvpipe.classification.fit import TrainConfig
 
         config = TrainConfig.from_params(params)
-        dev = pick_device(device)
+        dev, ranks = training_device(device)  # a device list outside torchrun stops here, before any image is read
+        with process_group(ranks, dev):
+            return self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after)
+
+    def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
+               stop_after: int | None) -> TrainResult:
+        """Train (under torchrun: this rank's share); only rank 0 writes ``out`` and removes the checkpoint."""
+        from cvpipe.classification.data import load_table, load_tensors
+        from cvpipe.classification.fit import fit
+        from cvpipe.classification.models import save_trained
+
         table = load_table(manifest_dir, config.val_fraction)
-        images = load_tensors(table, config.image_size, cache_dir / "tensors" if cache_dir else None)
+        with ranks.main_first():  # rank 0 fills the tensor cache, the others then read it
+            images = load_tensors(table, config.image_size, cache_dir / "tensors" if cache_dir else None)
         data_digest, params_digest = table.digest(), fingerprint(asdict(config))
-        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type)
+        ddp = {"processes": ranks.world} if ranks.world > 1 else {}  # N processes train other weights than one
+        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type, *ddp.values())
         checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
-        log.info("%d train / %d val images, %d classes, %s on %s", len(table.indices("train")), len(table.indices("val")),
-                 len(table.classes), config.architecture, dev)
+        if ranks.main:
+            log.info("%d train / %d val images, %d classes, %s on %s%s", len(table.indices("train")),
+                     len(table.indices("val")), len(table.classes), config.architecture, dev,
+                     f" and {ranks.world - 1} more processes (DDP)" if ddp else "")
         result = fit(images, table.labels, table.indices("train"), table.indices("val"), len(table.classes), config, dev,
-                     checkpoint, key, stop_after)
-        out.mkdir(parents=True, exist_ok=True)
-        save_trained(out / "model.pt", result.model, config.architecture, table.classes.names, config.image_size)
-        table.classes.save(out / "classes.json")
-        write_text(out / "history.csv", csv_text(result.history))
+                     checkpoint, key, stop_after, ranks)
         best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
         summary = TrainResult(
             task=self.name, model=config.architecture, epochs=len(result.history), best_epoch=result.best_epoch,
@@ -58,9 +66,15 @@ class ClassificationTask:
             seconds=round(result.seconds, 1), data_digest=data_digest, params_digest=params_digest,
             metrics={"best_val_loss": round(result.best_val_loss, 6), "val_accuracy": round(best["val_accuracy"], 6)},
         )
+        if not ranks.main:
+            return summary
+        out.mkdir(parents=True, exist_ok=True)
+        save_trained(out / "model.pt", result.model, config.architecture, table.classes.names, config.image_size)
+        table.classes.save(out / "classes.json")
+        write_text(out / "history.csv", csv_text(result.history))
         # the file holds only what the inputs decide (no timings), so a rerun writes the same bytes
         stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
-        write_json(out / "train.json", stable | {"params": asdict(config)})
+        write_json(out / "train.json", stable | {"params": asdict(config)} | ddp)
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)  # finished: the next run with these inputs starts afresh
         return summary
@@ -105,18 +119,18 @@ class ClassificationTask:
     def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
                   settings: dict[str, Any] | None = None) -> LoggedModel:
         import mlflow
-        import numpy as np
 
         from cvpipe.classification import mlflow_model
-        from cvpipe.classification.data import decode_resized, load_table
+        from cvpipe.classification.data import load_table
         from cvpipe.classification.pyfunc import SIGNATURE
+        from cvpipe.model_input import images_frame
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         if not (model_dir / "model.pt").is_file():
             raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
         params = trained_params(model_dir)
         table = load_table(manifest_dir, params.get("val_fraction", 0.2))
-        example = np.stack([decode_resized(table.files[k], params["image_size"]) for k in table.indices("train")[:2]])
+        example = images_frame(table.files[k] for k in table.indices("train")[:2])
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(mlflow_model.__file__)), artifacts={"model": str(model_dir / "model.pt")},
             signature=SIGNATURE, input_example=example, code_paths=[str(Path(__file__).resolve().parents[1])],
@@ -131,6 +145,7 @@ class ClassificationTask:
 
         from cvpipe.classification.data import load_table
         from cvpipe.classification.evaluate import score
+        from cvpipe.model_input import images_frame, takes_files
         from cvpipe.pil import open_image
 
         table = load_table(manifest_dir, params.get("val_fraction", 0.2))
@@ -138,9 +153,13 @@ class ClassificationTask:
         names = table.classes.names
         model = mlflow.pyfunc.load_model(model_uri)
         predicted = []
-        for k in idx:  # one at a time: the images differ in size
-            with open_image(table.files[k]) as im:
-                predicted.append(model.predict(np.asarray(im.convert("RGB"), dtype=np.uint8)[None])[0])
+        if takes_files(model):
+            for start in range(0, len(idx), 64):  # the files as they are, a few at a time
+                predicted += model.predict(images_frame(table.files[k] for k in idx[start:start + 64]))
+        else:  # a champion registered before models took files: RGB pixels, one image at a time (sizes differ)
+            for k in idx:
+                with open_image(table.files[k]) as im:
+                    predicted.append(model.predict(np.asarray(im.convert("RGB"), dtype=np.uint8)[None])[0])
         index = {n: k for k, n in enumerate(names)}
         # a name the dataset does not have (an older class map) is wrong for every true class
         pred = np.array([index.get(p, -1) for p in predicted])
