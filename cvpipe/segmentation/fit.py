@@ -21,7 +21,7 @@ from cvpipe.errors import ParamsError
 from cvpipe.params import check_keys, choice, flag, mapping, number
 from cvpipe.segmentation.models import ARCHITECTURES, build_model, check_encoder, check_weights_file, load_encoder_weights, multiple
 from cvpipe.splits import check_fraction
-from cvpipe.training import EarlyStopping, FitResult, LoopState, run_epochs, seed_everything
+from cvpipe.training import ALONE, EarlyStopping, FitResult, LoopState, Ranks, run_epochs, seed_everything
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -274,9 +274,11 @@ def validation_loss(model: nn.Module, images: list[np.ndarray], targets: list[np
 
 def fit(train: tuple[list[np.ndarray], list[np.ndarray]], val: tuple[list[np.ndarray], list[np.ndarray]],
         config: SegmentationConfig, device: torch.device, checkpoint=None, key: str = "",
-        stop_after: int | None = None) -> FitResult:
+        stop_after: int | None = None, ranks: Ranks = ALONE) -> FitResult:
     """Train on (images, targets) lists; ``checkpoint`` (with its ``key``) makes the run resumable;
-    ``stop_after`` ends the process's share after that many epochs, as an interruption would (tests)."""
+    ``stop_after`` ends the process's share after that many epochs, as an interruption would (tests).
+    ``ranks`` trains with DDP, each rank on its shard of every batch (:func:`cvpipe.training.run_epochs`);
+    every rank validates on all validation images, and rank 0's figures decide."""
     generator = seed_everything(config.seed)
     amp = device.type == "cuda"
     model = build_model(config.spec)
@@ -289,15 +291,17 @@ def fit(train: tuple[list[np.ndarray], list[np.ndarray]], val: tuple[list[np.nda
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     batches = CropBatches(*train, config, generator, device)
     if not val[0]:
-        log.warning("no validation images: early stopping and checkpoints watch the training images")
+        if ranks.main:
+            log.warning("no validation images: early stopping and checkpoints watch the training images")
         val = train
+    net = ranks.wrap(model, device)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        return bce_dice(model(x).float(), y, config.dice_weight), {}
+        return bce_dice(net(x).float(), y, config.dice_weight), {}
 
     def validate() -> dict[str, float]:
         val_loss, val_dice = validation_loss(model, *val, config, device)
         return {"val_loss": val_loss, "val_dice": val_dice}
 
     loop = LoopState(model, optimizer, scheduler, scaler, EarlyStopping(config.patience), generator)
-    return run_epochs(loop, config.epochs, batches, step, validate, device, checkpoint, key, stop_after)
+    return run_epochs(loop, config.epochs, batches, step, validate, device, checkpoint, key, stop_after, ranks)

@@ -15,7 +15,7 @@ from cvpipe.errors import DataError
 from cvpipe.io import sha256_file, write_json, write_text
 from cvpipe.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.training import fingerprint, pick_device
+from cvpipe.training import Ranks, fingerprint, pick_device, process_group, training_device
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -36,31 +36,37 @@ class SegmentationTask:
 
     def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
               cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
-        from cvpipe.segmentation.data import load_images, load_set, targets
-        from cvpipe.segmentation.fit import SegmentationConfig, fit
-        from cvpipe.segmentation.models import save_trained
+        from cvpipe.segmentation.fit import SegmentationConfig
 
         config = SegmentationConfig.from_params(params)
-        dev = pick_device(device)
+        dev, ranks = training_device(device)  # a device list outside torchrun stops here, before any image is read
+        with process_group(ranks, dev):
+            return self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after)
+
+    def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
+               stop_after: int | None) -> TrainResult:
+        """Train (under torchrun: this rank's share); only rank 0 writes ``out`` and removes the checkpoint."""
+        from cvpipe.segmentation.data import load_images, load_set, targets
+        from cvpipe.segmentation.fit import fit
+        from cvpipe.segmentation.models import save_trained
+
         data = load_set(manifest_dir, config.val_fraction, config.holdout_fraction)
         # local encoder weights count by their bytes: the same path with other weights is another run
         weights = sha256_file(config.encoder_weights) if config.encoder_weights else None
         data_digest, params_digest = data.digest(), fingerprint(config.record(), weights)
-        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type)
+        ddp = {"processes": ranks.world} if ranks.world > 1 else {}  # N processes train other weights than one
+        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type, *ddp.values())
         checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
         counts = {s: len(data.indices(s)) for s in ("train", "val", "holdout")}
-        log.info("%d train / %d val / %d held-out images, %s on %s", counts["train"], counts["val"], counts["holdout"],
-                 config.architecture, dev)
+        if ranks.main:
+            log.info("%d train / %d val / %d held-out images, %s on %s%s", counts["train"], counts["val"], counts["holdout"],
+                     config.architecture, dev, f" and {ranks.world - 1} more processes (DDP)" if ddp else "")
 
         def split(name: str) -> tuple[list, list]:
             loaded = list(load_images(data, data.indices(name)))
             return [image for image, _ in loaded], [targets(labels, config.border) for _, labels in loaded]
 
-        result = fit(split("train"), split("val"), config, dev, checkpoint, key, stop_after)
-        out.mkdir(parents=True, exist_ok=True)
-        save_trained(out / "model.pt", result.model, config.spec)
-        write_text(out / "history.csv", csv_text(result.history))
-        write_json(out / "classes.json", {"classes": [{"id": 0, "name": "nucleus"}]})
+        result = fit(split("train"), split("val"), config, dev, checkpoint, key, stop_after, ranks)
         best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
         summary = TrainResult(
             task=self.name, model=config.architecture if config.architecture == "unet" else f"unet-{config.encoder}",
@@ -69,8 +75,14 @@ class SegmentationTask:
             data_digest=data_digest, params_digest=params_digest,
             metrics={"best_val_loss": round(result.best_val_loss, 6), "val_dice": round(best["val_dice"], 6)},
         )
+        if not ranks.main:
+            return summary
+        out.mkdir(parents=True, exist_ok=True)
+        save_trained(out / "model.pt", result.model, config.spec)
+        write_text(out / "history.csv", csv_text(result.history))
+        write_json(out / "classes.json", {"classes": [{"id": 0, "name": "nucleus"}]})
         stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
-        write_json(out / "train.json", stable | {"params": config.record()})
+        write_json(out / "train.json", stable | {"params": config.record()} | ddp)
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
         return summary
@@ -120,17 +132,16 @@ class SegmentationTask:
     def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
                   settings: dict[str, Any] | None = None) -> LoggedModel:
         import mlflow
-        import numpy as np
 
+        from cvpipe.model_input import images_frame
         from cvpipe.segmentation import mlflow_model
-        from cvpipe.segmentation.data import read_rgb
         from cvpipe.segmentation.evaluate import Settings
         from cvpipe.segmentation.pyfunc import signature
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         config = Settings.from_params(settings)
         _, _, trained, data = _loaded(model_dir, manifest_dir, pick_device("cpu"))
-        example = read_rgb(data.files[data.indices("train")[0]])[None].astype(np.uint8)
+        example = images_frame([data.files[data.indices("train")[0]]])
         with tempfile.TemporaryDirectory() as tmp:
             served = {"instances": config.instances.record(), "input_mode": trained["input_mode"], "input_size": trained["input_size"]}
             (Path(tmp) / "settings.json").write_text(json.dumps(served, indent=2, sort_keys=True), encoding="utf-8")
@@ -149,15 +160,17 @@ class SegmentationTask:
         import mlflow.pyfunc
         import numpy as np
 
+        from cvpipe.model_input import images_frame, takes_files
         from cvpipe.segmentation.data import load_images
         from cvpipe.segmentation.evaluate import by_type, score_image
 
         data = _as_trained(manifest_dir, params)
         idx = data.indices(HELD_OUT.get(split, split))
         model = mlflow.pyfunc.load_model(model_uri)
+        files = takes_files(model)  # else a champion registered before models took files: RGB pixels
         scored = []
         for k, (image, truth) in zip(idx, load_images(data, idx), strict=True):
-            labels = model.predict(image[None], params={"output": "labels"}).iloc[0]["labels"]
+            labels = model.predict(images_frame([data.files[k]]) if files else image[None], params={"output": "labels"}).iloc[0]["labels"]
             scored.append(score_image(data.ids[k], data.paths[k], image, truth, labels))
         return Scores(float(np.mean([s.score.score for s in scored])), by_type(scored))
 
