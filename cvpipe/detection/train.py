@@ -311,9 +311,12 @@ def write_outputs(out: Path, trained: Trained, data: YoloSet, params: dict[str, 
 
 
 def check_device(requested: str) -> str:
-    """``train.device`` for ultralytics: ``cpu`` or ``cuda[:N]``."""
-    from cvpipe.training import pick_device
+    """``train.device`` for ultralytics: ``cpu``, ``cuda:N``, or a device list ``cuda:0,1`` (checked against the
+    machine), with which ultralytics trains with DDP in processes it starts itself and predicts on the first."""
+    from cvpipe.training import device_indices, pick_device
 
+    if device_indices(requested) is not None:
+        return requested
     dev = pick_device(requested)
     return "cpu" if dev.type != "cuda" else f"cuda:{dev.index or 0}"
 
