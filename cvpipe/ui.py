@@ -38,8 +38,15 @@ def wait_until_up(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError(f"nothing answered on {url} within {timeout:.0f} s")
 
 
-def _started(cmd: list[str], health: str, timeout: float, env: dict | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+def start_process(cmd: list[str], health: str, timeout: float, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    """``cmd`` in its own session (so :func:`stop` ends it and its children), once ``health`` answers;
+    its output goes to ``log`` when given (appended), else to ours."""
+    out = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child holds it
+    try:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT if out else None)
+    finally:
+        if out is not None:
+            out.close()
     try:
         wait_until_up(health, proc, timeout)
     except BaseException:
@@ -54,7 +61,7 @@ def start_mlflow(host: str, port: int, timeout: float = 120) -> subprocess.Popen
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store, "--host", host, "--port", str(port)]
     if store.startswith("sqlite:"):
         cmd += ["--default-artifact-root", (DEFAULT_ROOT / "artifacts").resolve().as_uri()]
-    return _started(cmd, f"http://{host}:{port}/health", timeout)
+    return start_process(cmd, f"http://{host}:{port}/health", timeout)
 
 
 def start_prefect(host: str, port: int, timeout: float = 120) -> subprocess.Popen:
@@ -63,7 +70,7 @@ def start_prefect(host: str, port: int, timeout: float = 120) -> subprocess.Pope
            "PREFECT_CLI_PROMPT": "false"}
     env.pop("PREFECT_API_URL", None)
     cmd = [str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", host, "--port", str(port)]
-    return _started(cmd, f"http://{host}:{port}/api/health", timeout, env)
+    return start_process(cmd, f"http://{host}:{port}/api/health", timeout, env)
 
 
 def stop(procs: list[subprocess.Popen]) -> None:
