@@ -84,7 +84,16 @@ class DaskPool:
             from distributed import Client, LocalCluster
 
             s = self.settings
-            if s.address is not None:
+            if s.address is None and _in_dask_worker():
+                # a stage run by the flow's Dask task runner: its cluster takes the per-image work too (a
+                # worker's processes may not start a cluster of their own), while this task waits aside
+                from distributed import get_client, secede
+
+                self._client, self._owned = get_client(), False
+                secede()
+                self._seceded = True
+                log.info("dask: the cluster of the Dask worker running this stage")
+            elif s.address is not None:
                 self._client = Client(s.address)
                 log.info("dask: scheduler %s, %d workers", s.address, len(self._client.nthreads()))
             else:
@@ -119,6 +128,11 @@ class DaskPool:
             client.cancel([*pending, remote_fn])
 
     def close(self) -> None:
+        if getattr(self, "_seceded", False):
+            from distributed import rejoin
+
+            rejoin()
+            self._seceded = False
         if self._owned and self._client is not None:
             self._client.close()
             if self._cluster is not None:
@@ -137,6 +151,16 @@ def open_workers(settings: DaskSettings, threads: int | None = None) -> Iterator
         yield pool
     finally:
         pool.close()
+
+
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,19 @@
 
     python -m flows.deploy            # register on the Prefect server (PREFECT_API_URL, or one on 127.0.0.1:4200)
     python -m flows.deploy --serve    # register and run them (a server on 127.0.0.1:4200 is started if none answers)
+    python -m flows.deploy --write-prefect-yaml   # the same deployments for a process work pool, as prefect.yaml
 
 ``schedules:`` in params.yaml lists each deployment: its name, the flow (``pipeline``), a cron and
 the flow's default parameters. The Prefect UI shows each one with its schedule and a form for its
 parameters. Scheduled and UI-started runs need a process serving the deployments: ``--serve`` (``make
 serve``). Stopping it pauses the schedules (Prefect's ``serve`` does so on shutdown); serving again
 resumes them.
+
+Beyond one process: ``prefect.yaml`` (written from the same ``schedules``, never by hand) declares the
+deployments on the process work pool ``cvpipe``; ``prefect deploy --all`` registers them (``make
+deploy-pool``) and ``prefect worker start --pool cvpipe`` on any machine with the project and its
+data picks their runs up (``make worker``). The worker runs each flow in the checkout named by
+``CVPIPE_PROJECT_DIR`` on that machine (prefect.yaml's pull step).
 """
 
 from __future__ import annotations
@@ -23,9 +30,13 @@ from typing import Any
 
 from cvpipe import cli
 from cvpipe.errors import CvpipeError, ParamsError
+from cvpipe.io import write_text
 from cvpipe.params import check_keys, load_params, mapping
 
 FLOWS = ("pipeline",)
+ENTRYPOINTS = {"pipeline": "flows/pipeline.py:pipeline"}
+WORK_POOL = "cvpipe"
+PREFECT_YAML = Path("prefect.yaml")
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,24 @@ def deployments(params_file: Path) -> list:
         result.append(flows[s.flow].to_deployment(name=s.name, cron=s.cron, parameters=parameters, tags=["cvpipe"],
                                                   description=f"{s.flow} on the schedule {s.cron!r} (params.yaml: schedules)"))
     return result
+
+
+def prefect_yaml(params_file: Path) -> str:
+    """``prefect.yaml``: the scheduled deployments on the process work pool, for ``prefect deploy --all``."""
+    import yaml
+    from prefect import __version__
+
+    checked = {d.name: d for d in deployments(params_file)}
+    entries = [{"name": s.name, "description": checked[s.name].description, "entrypoint": ENTRYPOINTS[s.flow], "tags": ["cvpipe"],
+                "parameters": dict(checked[s.name].parameters), "schedules": [{"cron": s.cron}], "work_pool": {"name": WORK_POOL}}
+               for s in schedules(load_params(params_file))]
+    config = {"name": "cvpipe", "prefect-version": __version__, "build": None, "push": None,
+              # the worker runs the flow in its own checkout of the project (with the data DVC pulled there)
+              "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $CVPIPE_PROJECT_DIR }}"}}],
+              "deployments": entries}
+    return (f"# Written by `python -m flows.deploy --write-prefect-yaml` from {params_file.as_posix()}'s `schedules`; do not edit.\n"
+            "# `make deploy-pool` registers these deployments on the process work pool; `make worker` runs them.\n"
+            + yaml.safe_dump(config, sort_keys=False))
 
 
 def api_up(url: str) -> bool:
@@ -131,11 +160,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--serve", action="store_true", help="also run the deployments here until Ctrl-C (make serve)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--port", type=int, default=4200, help="local Prefect server's port when PREFECT_API_URL is not set")
+    parser.add_argument("--write-prefect-yaml", action="store_true", help=f"write {PREFECT_YAML} (the work-pool deployments) and stop")
     return parser
 
 
 def execute(args: argparse.Namespace) -> None:
     schedules(load_params(args.params))  # a bad schedule is reported before any server starts
+    if args.write_prefect_yaml:
+        write_text(PREFECT_YAML, prefect_yaml(args.params))
+        print(f"{PREFECT_YAML}: {len(schedules(load_params(args.params)))} deployments on the work pool {WORK_POOL!r}")
+        return
     if not os.environ.get("PREFECT_API_URL"):
         if not args.serve and not api_up(f"http://127.0.0.1:{args.port}/api"):
             raise CvpipeError(f"no Prefect server: PREFECT_API_URL is not set and nothing answers on 127.0.0.1:{args.port}; "

@@ -1,12 +1,15 @@
 """Prefect flow: the whole pipeline for every dataset in params.yaml, stage by stage as dvc.yaml declares it.
 
-    python -m flows.pipeline [--dataset NAME ...] [--stage GROUP ...] [--params params.yaml]
+    python -m flows.pipeline [--dataset NAME ...] [--stage GROUP ...] [--params params.yaml] [--dask local|ADDRESS]
 
 The flow adds orchestration only. Its stages, their commands, their order and what each one reads
 come from ``dvc.yaml`` (resolved by DVC's own parser, :mod:`cvpipe.pipeline`); each stage runs the
 same ``execute`` as ``python -m stages.<name>``. Per dataset: the sample is generated if its raw
 folder is missing, then ingest, the data gate, conversion where the task needs it, and train,
-evaluate and register where the task has a trainer. Independent datasets run concurrently.
+evaluate and register where the task has a trainer. Independent datasets run concurrently: on
+threads of this process, or with ``--dask`` on a Dask cluster (prefect-dask's task runner): a local
+cluster of worker processes (``local``) or the scheduler at an address (``tcp://host:8786``), whose
+workers have the project and its data at the same path.
 
 Caching on content: a stage's cache key is a digest of its declared deps (files, folders), the
 values of its declared params and its command, so a rerun with nothing changed completes from the
@@ -152,18 +155,34 @@ def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path
     return Completed(data=results, message=f"{len(futures)} stages for {', '.join(names)}")
 
 
+def dask_runner(address: str, workers: int = 2):
+    """prefect-dask's task runner: a local cluster of ``workers`` processes on 127.0.0.1 (``local``), or the
+    Dask scheduler at ``address``. Each stage then runs in a Dask worker, in its own process."""
+    from prefect_dask import DaskTaskRunner
+
+    if address == "local":
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                              "host": "127.0.0.1", "dashboard_address": None})
+    if "://" not in address:
+        raise UsageError(f"--dask {address!r}: 'local' or a scheduler address such as tcp://10.0.0.5:8786")
+    return DaskTaskRunner(address=address)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", action="append", help="only this dataset (repeatable); default: all in params.yaml")
     parser.add_argument("--stage", action="append", help="only this stage group of dvc.yaml (repeatable), e.g. ingest")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--refresh", action="store_true", help="run every stage even if its cache entry is valid")
+    parser.add_argument("--dask", metavar="local|ADDRESS", help="run the stages on a Dask cluster: a local one, or a scheduler's address")
+    parser.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
     return parser
 
 
 def execute(args: argparse.Namespace) -> dict:
     plan(args.dataset, args.stage, args.params)  # bad input is one line, before a Prefect server starts
-    state = pipeline(datasets=args.dataset, stages=args.stage, params_file=args.params, refresh=args.refresh, return_state=True)
+    flow_ = pipeline.with_options(task_runner=dask_runner(args.dask, args.dask_workers)) if args.dask else pipeline
+    state = flow_(datasets=args.dataset, stages=args.stage, params_file=args.params, refresh=args.refresh, return_state=True)
     if not state.is_completed():
         raise CvpipeError(state.message or "the pipeline failed")
     return state.result()
