@@ -111,14 +111,15 @@ def test_registered_champion_has_lineage_and_predicts_class_names(checkout, repr
     script = """
 import json, mlflow, numpy as np
 from mlflow import MlflowClient
-from cvpipe.classification.data import decode_resized, load_table
+from cvpipe.classification.data import load_table
+from cvpipe.model_input import images_frame
 from cvpipe.registry import tracking_uri
 mlflow.set_tracking_uri(tracking_uri())
 client = MlflowClient()
 v = client.get_model_version_by_alias("simpsons-classifier", "champion")
 table = load_table(__import__("pathlib").Path("data/validated/simpsons"))
 idx = table.indices("test")
-pred = mlflow.pyfunc.load_model("models:/simpsons-classifier@champion").predict(np.stack([decode_resized(table.files[k], 64) for k in idx]))
+pred = mlflow.pyfunc.load_model("models:/simpsons-classifier@champion").predict(images_frame(table.files[k] for k in idx))
 truth = [table.classes.names[table.labels[k]] for k in idx]
 print(json.dumps({"tags": v.tags, "accuracy": float(np.mean([p == t for p, t in zip(pred, truth)])),
                   "artifacts": [a.path for a in client.list_artifacts(v.run_id, "evaluation")]}))
@@ -142,6 +143,7 @@ from mlflow import MlflowClient
 from cvpipe.detection.evaluate import read_truth
 from cvpipe.detection.metrics import box_iou
 from cvpipe.detection.train import YoloSet
+from cvpipe.model_input import images_frame
 from cvpipe.registry import tracking_uri
 mlflow.set_tracking_uri(tracking_uri())
 out = {}
@@ -149,7 +151,7 @@ for name in ("coco", "underground"):
     data = YoloSet.read(Path("data/yolo") / name)
     path = next(p for p in data.images["val"] if data.label_file(p).read_text())
     image = np.asarray(Image.open(path).convert("RGB"))
-    found = mlflow.pyfunc.load_model(f"models:/{name}-detector@champion").predict(image[None]).iloc[0]
+    found = mlflow.pyfunc.load_model(f"models:/{name}-detector@champion").predict(images_frame([path])).iloc[0]
     boxes, classes = read_truth(data.label_file(path), image.shape[1], image.shape[0])
     iou = box_iou(boxes, np.asarray(found["boxes"]).reshape(-1, 4))
     hits = [bool(len(found["boxes"])) and iou[k].max() >= 0.5 and found["classes"][int(iou[k].argmax())] == data.classes.names[c]
@@ -161,8 +163,8 @@ from cvpipe.segmentation.metrics import image_score
 data = load_set(Path("data/validated/dsb2018"), 0.15, 0.2)
 segmenter = mlflow.pyfunc.load_model("models:/dsb2018-segmenter@champion")
 scores = []
-for image, truth in load_images(data, data.indices("holdout")):
-    row = segmenter.predict(image[None]).iloc[0]
+for i, (image, truth) in zip(data.indices("holdout"), load_images(data, data.indices("holdout"))):
+    row = segmenter.predict(images_frame([data.files[i]])).iloc[0]
     labels = np.zeros(truth.shape, dtype=np.int32)
     for k, encoded in enumerate(row["encoded_pixels"], start=1):
         labels[dsb_decode(encoded, row["height"], row["width"]) > 0] = k

@@ -1,6 +1,10 @@
 """The MLflow model of a detector: ``mlflow.pyfunc.load_model(uri).predict(images)`` -> boxes per image.
 
-Input: a uint8 array of RGB images, N x H x W x 3, or a list of such arrays of different sizes.
+Input: a DataFrame with a column ``image`` holding encoded image files (PNG, JPEG..., any size), one
+per row: ``pd.DataFrame({"image": [Path("x.jpg").read_bytes()]})``, or
+:func:`cvpipe.model_input.images_frame` of paths, bytes or uint8 pixel arrays. Files and not a pixel
+tensor so that the same model answers ``mlflow models serve`` requests with base64 images in JSON
+(:mod:`cvpipe.model_input` says why); a row that is not a decodable image is an error naming its index.
 Output: a DataFrame with one row per image: ``boxes`` (``[x_min, y_min, x_max, y_max]`` in the
 image's pixels), ``classes`` (names from the dataset's classes.json) and ``scores``, best first.
 Params (``predict(images, params={...})``): ``conf`` (0.25), ``iou`` (non-maximum suppression, 0.7),
@@ -13,11 +17,13 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+from cvpipe.model_input import INPUTS, decode_images
 
 DEFAULTS = {"conf": 0.25, "iou": 0.7, "max_det": 100}
 SIGNATURE = ModelSignature(
-    inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))]),
+    inputs=INPUTS,
     outputs=Schema([ColSpec(Array(Array("double")), name="boxes"), ColSpec(Array("string"), name="classes"),
                     ColSpec(Array("double"), name="scores")]),
     params=ParamSchema([ParamSpec("conf", "double", DEFAULTS["conf"]), ParamSpec("iou", "double", DEFAULTS["iou"]),
@@ -44,6 +50,7 @@ class Detector(mlflow.pyfunc.PythonModel):
         self.imgsz = int(self.model.model.args.get("imgsz", 640))
 
     def detect(self, images, conf: float, iou: float, max_det: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(boxes, class indices, scores) of each uint8 H x W x 3 RGB image."""
         out = []
         for raw in images:
             image = np.ascontiguousarray(np.asarray(raw, dtype=np.uint8)[..., ::-1])  # ultralytics takes arrays as BGR
@@ -56,7 +63,8 @@ class Detector(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         settings = DEFAULTS | (params or {})
         rows = []
-        for boxes, classes, scores in self.detect(model_input, float(settings["conf"]), float(settings["iou"]), int(settings["max_det"])):
+        images = decode_images(model_input, lambda image: np.asarray(image.convert("RGB"), dtype=np.uint8))
+        for boxes, classes, scores in self.detect(images, float(settings["conf"]), float(settings["iou"]), int(settings["max_det"])):
             rows.append({"boxes": [[round(float(v), 2) for v in b] for b in boxes], "classes": [self.names[c] for c in classes],
                          "scores": [round(float(s), 4) for s in scores]})
         return pd.DataFrame(rows, columns=["boxes", "classes", "scores"])

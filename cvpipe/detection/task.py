@@ -87,18 +87,16 @@ class DetectionTask:
     def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
                   settings: dict[str, Any] | None = None) -> LoggedModel:
         import mlflow
-        import numpy as np
 
         from cvpipe.detection import mlflow_model
         from cvpipe.detection.pyfunc import SIGNATURE
         from cvpipe.detection.train import YoloSet
-        from cvpipe.pil import open_image
+        from cvpipe.model_input import images_frame
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         _model_file(model_dir)
         data = YoloSet.read(manifest_dir)
-        with open_image(data.images["train"][0]) as im:
-            example = np.asarray(im.convert("RGB"), dtype=np.uint8)[None]
+        example = images_frame([data.images["train"][0]])
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(mlflow_model.__file__)),
             artifacts={"model": str(model_dir / "model.pt"), "classes": str(model_dir / "classes.json")},
@@ -116,18 +114,21 @@ class DetectionTask:
         from cvpipe.detection.evaluate import read_truth
         from cvpipe.detection.metrics import ImageResult, detection_scores
         from cvpipe.detection.train import YoloSet
+        from cvpipe.model_input import images_frame, takes_files
         from cvpipe.pil import open_image
 
         data = YoloSet.read(manifest_dir)
         names = data.classes.names
         index = {n: k for k, n in enumerate(names)}
         model = mlflow.pyfunc.load_model(model_uri)
+        files = takes_files(model)  # else a champion registered before models took files: RGB pixels
         images = []
         for path in data.images[data.held_out(split)]:
             with open_image(path) as im:
-                pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            found = model.predict(pixels[None], params={"conf": 0.001}).iloc[0]
-            true_boxes, true_classes = read_truth(data.label_file(path), pixels.shape[1], pixels.shape[0])
+                width, height = im.size
+                found = model.predict(images_frame([path]) if files else np.asarray(im.convert("RGB"), dtype=np.uint8)[None],
+                                      params={"conf": 0.001}).iloc[0]
+            true_boxes, true_classes = read_truth(data.label_file(path), width, height)
             # a class name the dataset does not have (an older class map) matches no true box
             classes = [index.get(c, -1) for c in found["classes"]]
             images.append(ImageResult.of(true_boxes, true_classes, found["boxes"], classes, found["scores"]))

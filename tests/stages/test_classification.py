@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from cvpipe.classification.data import decode_resized, load_table
+from cvpipe.classification.data import load_table
 from cvpipe.errors import CvpipeError
+from cvpipe.model_input import images_frame
 from stages import evaluate, register, train
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
 
@@ -66,8 +66,7 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     assert model.metadata.signature is not None
     table = load_table(fruits_manifest, 0.2)
     test = table.indices("test")[::8]
-    batch = np.stack([decode_resized(table.files[k], 100) for k in test])
-    predicted = model.predict(batch)
+    predicted = model.predict(images_frame(table.files[k] for k in test))  # the files as they are, any size
     truth = [table.classes.names[table.labels[k]] for k in test]
     assert all(isinstance(p, str) for p in predicted) and sum(p == t for p, t in zip(predicted, truth, strict=True)) >= len(truth) - 1
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from cvpipe.model_input import images_frame
 from cvpipe.rle import dsb_decode
 from stages import evaluate, register, train
 from tests.conftest import REPO
@@ -57,12 +58,12 @@ def test_train_evaluate_register_and_the_promotion_gate(dsb_manifest, tmp_path, 
     assert model.metadata.get_params_schema().to_dict()[1]["default"] == 5  # min_distance: what was evaluated
     image = np.zeros((40, 56, 3), dtype=np.uint8)
     image[10:22, 10:22] = 220  # one bright square nucleus
-    row = model.predict(image[None]).iloc[0]
+    row = model.predict(images_frame([image])).iloc[0]
     assert (row["height"], row["width"]) == (40, 56) and row["count"] == len(row["encoded_pixels"])
     if row["count"]:
         assert dsb_decode(row["encoded_pixels"][0], 40, 56)[16, 16] == 1
-    with pytest.raises(Exception, match="dtype of input float32 does not match expected dtype uint8"):
-        model.predict(np.zeros((1, 40, 56, 3), dtype=np.float32))  # the signature refuses floats, never casts them
+    with pytest.raises(Exception, match="image 1: cannot decode it as an image file"):
+        model.predict(images_frame([image, b"not an image"]))
 
 
 def test_a_bad_segmentation_key_is_one_line_naming_it(tmp_path, capsys):

@@ -1,5 +1,6 @@
-"""The detector's MLflow model: saved and loaded as MLflow does, its output schema, and the same boxes
-as ultralytics gives for the image file (RGB arrays in, as the classifier takes them)."""
+"""The detector's MLflow model: saved and loaded as MLflow does, its output schema, the same boxes as
+ultralytics gives for the image file (image files in, as every task's model takes them), and the answer
+`mlflow models serve` gives a base64 request."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from cvpipe.classmap import ClassMap
 from cvpipe.detection.ultra import load, portable_checkpoint
+from cvpipe.model_input import images_frame, request_body
 
 NAMES = ["roundel", "way out", "platform sign"]
 
@@ -52,7 +54,7 @@ def test_one_row_per_image_with_pixel_boxes_class_names_and_scores(saved_model):
 
     model = mlflow.pyfunc.load_model(str(saved_model / "mlflow"))
     images = [picture(0, 120, 160), picture(1, 80, 96)]
-    out = model.predict(np.stack([images[0], images[0]]), params={"conf": 0.0001, "max_det": 7})
+    out = model.predict(images_frame([images[0], images[0]]), params={"conf": 0.0001, "max_det": 7})
     assert list(out.columns) == ["boxes", "classes", "scores"] and len(out) == 2
     row = out.iloc[0]
     assert 0 < len(row["boxes"]) <= 7 and len(row["boxes"]) == len(row["classes"]) == len(row["scores"])
@@ -61,7 +63,7 @@ def test_one_row_per_image_with_pixel_boxes_class_names_and_scores(saved_model):
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 160).all() and (boxes[:, 3] <= 120).all()
     assert list(row["scores"]) == sorted(row["scores"], reverse=True)
     assert out.iloc[1]["boxes"] == row["boxes"]
-    nothing = model.predict(images[1][None], params={"conf": 0.999})
+    nothing = model.predict(images_frame([images[1]]), params={"conf": 0.999})
     assert nothing.iloc[0]["boxes"] == [] and nothing.iloc[0]["classes"] == []
 
 
@@ -80,10 +82,24 @@ def test_the_pyfunc_gives_ultralytics_the_pixels_it_reads_from_the_file_and_find
     seen = []
     predict = detector.model.predict
     detector.model.predict = lambda source, **kw: seen.append(source) or predict(source, **kw)
-    found = loaded.predict(image[None], params={"conf": 0.0001, "max_det": 10}).iloc[0]
+    found = loaded.predict(images_frame([tmp_path / "x.png"]), params={"conf": 0.0001, "max_det": 10}).iloc[0]
     assert np.array_equal(seen[0], cv2.imread(str(tmp_path / "x.png")))  # BGR, as ultralytics loads files
     assert np.allclose(found["boxes"], direct.boxes.xyxy.numpy(), atol=0.01)
     assert found["classes"] == [NAMES[int(c)] for c in direct.boxes.cls]
+
+
+def test_the_scoring_server_answers_a_base64_request_with_params_as_predict_does(saved_model):
+    import mlflow.pyfunc
+    from mlflow.pyfunc.scoring_server import invocations
+
+    model = mlflow.pyfunc.load_model(str(saved_model / "mlflow"))
+    images = [picture(3, 120, 160), picture(4, 64, 64)]
+    body = request_body(images, params={"conf": 0.0001, "max_det": 5})
+    answer = invocations(body, "application/json", model, model.metadata.get_input_schema())  # what POST /invocations runs
+    assert answer.status == 200, answer.response
+    expected = model.predict(images_frame(images), params={"conf": 0.0001, "max_det": 5})
+    assert json.loads(answer.response) == {"predictions": expected.to_dict(orient="records")}
+    assert 0 < len(expected.iloc[0]["boxes"]) <= 5
 
 
 def test_the_published_checkpoint_holds_no_path_or_date(saved_model):

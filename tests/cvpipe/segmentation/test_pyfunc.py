@@ -1,5 +1,6 @@
 """The segmenter's MLflow model: saved and loaded as MLflow does; nuclei as run-length encodings that
-decode to the label image it also returns, never overlapping, with the evaluated settings as defaults."""
+decode to the label image it also returns, never overlapping, with the evaluated settings as defaults;
+image files read as training reads them, and the answer `mlflow models serve` gives a base64 request."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from cvpipe.model_input import images_frame, request_body
 from cvpipe.rle import dsb_decode
 
 
@@ -42,7 +44,7 @@ def test_each_image_gets_its_nuclei_as_rle_that_decode_to_its_label_image(saved_
 
     model = mlflow.pyfunc.load_model(str(saved_model / "mlflow"))
     images = blobs(9, n=2, size=44)[0]
-    out = model.predict(np.stack(images), params={"output": "labels"})
+    out = model.predict(images_frame(images), params={"output": "labels"})
     assert list(out.columns) == ["count", "height", "width", "encoded_pixels", "labels"] and len(out) == 2
     for _, row in out.iterrows():
         assert row["count"] >= 2 and (row["height"], row["width"]) == (44, 44)
@@ -50,25 +52,46 @@ def test_each_image_gets_its_nuclei_as_rle_that_decode_to_its_label_image(saved_
         assert np.max(np.sum(masks, axis=0)) == 1  # no pixel in two nuclei
         for k, mask in enumerate(masks, start=1):
             assert (mask.astype(bool) == (row["labels"] == k)).all()
-    plain = model.predict(np.stack(images))
+    plain = model.predict(images_frame(images))
     assert "labels" not in plain.columns and plain["count"].tolist() == out["count"].tolist()
 
 
-def test_images_of_different_sizes_and_inputs_it_cannot_take(saved_model):
+def test_images_of_any_size_and_mode_are_read_as_training_reads_them_and_bad_rows_are_named(saved_model, tmp_path):
     import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from PIL import Image
 
+    from cvpipe.segmentation.data import read_rgb
+    from cvpipe.segmentation.pyfunc import rgb
     from tests.cvpipe.segmentation.test_fit import blobs
 
     model = mlflow.pyfunc.load_model(str(saved_model / "mlflow"))
     small, large = blobs(9, n=1, size=36)[0][0], blobs(9, n=1, size=52)[0][0]
-    uneven = np.empty(2, dtype=object)
-    uneven[0], uneven[1] = small, large
-    out = model.predict(uneven)
-    assert [(r["height"], r["width"]) for _, r in out.iterrows()] == [(36, 36), (52, 52)]
-    grey = np.empty(1, dtype=object)
-    grey[0] = small[..., 0]
-    with pytest.raises(Exception, match=r"image 0: expected an H x W x 3 uint8 RGB array, got shape \(36, 36\)"):
-        model.predict(grey)
+    Image.fromarray(small[..., 0]).save(tmp_path / "grey.png")  # the blobs are grey: one channel is the image
+    Image.fromarray(large).convert("RGBA").save(tmp_path / "rgba.png")  # DSB's stage1 files are RGBA
+    out = model.predict(images_frame([small, tmp_path / "grey.png", tmp_path / "rgba.png"]))
+    assert [(r["height"], r["width"]) for _, r in out.iterrows()] == [(36, 36), (36, 36), (52, 52)]
+    assert out.iloc[0]["encoded_pixels"] == out.iloc[1]["encoded_pixels"] and out.iloc[2]["count"] >= 1
+    deep = Image.fromarray(np.arange(48 * 40, dtype=np.uint16).reshape(40, 48) * 9).convert("I;16")
+    deep.save(tmp_path / "deep.png")  # 16-bit: stretched to 8 bits, not clipped
+    with Image.open(tmp_path / "deep.png") as im:
+        assert np.array_equal(rgb(im), read_rgb(tmp_path / "deep.png")) and rgb(im).max() == 255
+    with pytest.raises(MlflowException, match=r"image 1: cannot decode it as an image file"):
+        model.predict(images_frame([small, b"GIF89a, truncated"]))
+
+
+def test_the_scoring_server_answers_a_base64_request_as_predict_does(saved_model):
+    import mlflow.pyfunc
+    from mlflow.pyfunc.scoring_server import invocations
+
+    from tests.cvpipe.segmentation.test_fit import blobs
+
+    model = mlflow.pyfunc.load_model(str(saved_model / "mlflow"))
+    images = blobs(9, n=2, size=44)[0]
+    answer = invocations(request_body(images, params={"min_area": 8}), "application/json", model, model.metadata.get_input_schema())
+    assert answer.status == 200, answer.response
+    expected = model.predict(images_frame(images), params={"min_area": 8})
+    assert json.loads(answer.response) == {"predictions": expected.to_dict(orient="records")} and expected["count"].min() >= 1
 
 
 def test_params_override_the_evaluated_settings(saved_model):
@@ -77,7 +100,7 @@ def test_params_override_the_evaluated_settings(saved_model):
     from tests.cvpipe.segmentation.test_fit import blobs
 
     model = mlflow.pyfunc.load_model(str(saved_model / "mlflow"))
-    image = blobs(9, n=1, size=44)[0][0][None]
+    image = images_frame(blobs(9, n=1, size=44)[0])
     default = model.predict(image).iloc[0]["count"]
     assert model.predict(image, params={"min_area": 10_000}).iloc[0]["count"] == 0 < default
     assert model.predict(image, params={"threshold": 0.999999}).iloc[0]["count"] <= default
