@@ -16,7 +16,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run flow ui deploy serve lint test bench clean
+.PHONY: help setup data run flow ui deploy serve serve-model lint test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ deploy: setup ## Register the deployments of params.yaml's schedules on the Pref
 
 serve: setup ## Register and run the scheduled deployments until Ctrl-C (starts a local Prefect server if none)
 	$(BIN)/python -m flows.deploy --serve
+
+PORT ?= 5001
+serve-model: setup ## Serve model NAME's @champion over HTTP on 127.0.0.1:PORT (5001) until Ctrl-C: NAME=fruits360-classifier
+	$(BIN)/python -m cvpipe.serve $(NAME) --port $(PORT)
 
 lint: setup ## Ruff over the whole tree (rules in pyproject.toml); must report nothing
 	$(BIN)/ruff check .
