@@ -16,10 +16,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run flow ui deploy serve serve-model lint test bench clean
+.PHONY: help setup data run flow ui deploy serve serve-model deploy-pool worker mlflow-server lint test bench clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv and install the pinned stack (requirements.lock); idempotent
 
@@ -54,6 +54,18 @@ serve: setup ## Register and run the scheduled deployments until Ctrl-C (starts 
 PORT ?= 5001
 serve-model: setup ## Serve model NAME's @champion over HTTP on 127.0.0.1:PORT (5001) until Ctrl-C: NAME=fruits360-classifier
 	$(BIN)/python -m cvpipe.serve $(NAME) --port $(PORT)
+
+POOL ?= cvpipe
+deploy-pool: setup ## The scheduled deployments on the process work pool POOL (prefect.yaml, prefect deploy; PREFECT_API_URL)
+	$(BIN)/python -m flows.deploy --write-prefect-yaml
+	$(BIN)/prefect work-pool inspect $(POOL) >/dev/null 2>&1 || $(BIN)/prefect work-pool create $(POOL) --type process
+	$(BIN)/prefect --no-prompt deploy --all --pool $(POOL)
+
+worker: setup ## A worker of the work pool POOL: runs deployment runs in this checkout until Ctrl-C (PREFECT_API_URL)
+	CVPIPE_PROJECT_DIR=$(CURDIR) $(BIN)/prefect worker start --pool $(POOL) --type process
+
+mlflow-server: setup ## Shared MLflow on 127.0.0.1:5000: PostgreSQL + S3 artifacts (ARTIFACTS=s3://bucket/prefix; else a local sandbox)
+	$(BIN)/python -m flows.mlflow_server $(if $(ARTIFACTS),--artifacts-destination $(ARTIFACTS))
 
 lint: setup ## Ruff over the whole tree (rules in pyproject.toml); must report nothing
 	$(BIN)/ruff check .
