@@ -55,15 +55,15 @@ def server_env(sandbox_endpoint: str | None) -> dict[str, str]:
 
 
 def execute(args: argparse.Namespace) -> None:
+    if args.artifacts_destination:
+        destination, endpoint, env = args.artifacts_destination, None, server_env(None)
+        check_bucket(destination, env)  # not s3://, no credentials or no bucket: one line, before anything starts
     interrupt_on_termination()
     procs, postgres, scratch = [], None, None
     args.data.mkdir(parents=True, exist_ok=True)
     logs = args.data.resolve()
     try:
         if args.artifacts_destination:
-            destination, endpoint = args.artifacts_destination, None
-            env = server_env(None)
-            check_bucket(destination, env)  # no credentials or no bucket: one line, before anything starts
             pgdata = args.data / "pgdata"
         else:
             s3, endpoint = start_local_s3(args.host, log=logs / "s3.log")

@@ -115,3 +115,32 @@ def test_register_and_promote_on_postgresql_with_artifacts_in_s3_and_no_secret_l
     assert (pgdata / "PG_VERSION").is_file() and not (pgdata / "postmaster.pid").exists()  # kept, and cleanly stopped
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaks == []  # logs, params files, reports, the PostgreSQL data itself
+
+
+def test_without_a_bucket_the_sandbox_starts_on_loopback_and_leaves_nothing_behind(tmp_path):
+    import re
+
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    out = tmp_path / "server.out"
+    with open(out, "wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "flows.mlflow_server", "--port", str(port), "--data", str(tmp_path / "server")],
+                                  cwd=tmp_path, env=clean_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while b"export MLFLOW_TRACKING_URI" not in out.read_bytes() and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(1)
+        text = out.read_text()
+        assert answers(f"{uri}/health"), text[-3000:]
+        pgdata = Path(re.search(r"PostgreSQL (\S+) \(discarded at stop\)", text).group(1))
+        endpoint = re.search(r"on the sandbox S3 at (http://127\.0\.0\.1:\d+) \(discarded at stop\)", text).group(1)
+        assert (pgdata / "PG_VERSION").is_file() and answers(f"{endpoint}/moto-api/")
+        with urllib.request.urlopen(urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/create", method="POST",
+                                                           data=b'{"name": "sandbox"}', headers={"Content-Type": "application/json"}),
+                                    timeout=30) as r:
+            assert json.loads(r.read())["experiment_id"]  # the store answers: PostgreSQL behind it
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=90)
+    assert server.returncode == 0
+    assert not pgdata.exists() and not answers(f"{endpoint}/moto-api/") and not answers(f"{uri}/health")
