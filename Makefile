@@ -57,15 +57,19 @@ serve-model: setup ## Serve model NAME's @champion over HTTP on 127.0.0.1:PORT (
 
 POOL ?= cvpipe
 deploy-pool: setup ## The scheduled deployments on the process work pool POOL (prefect.yaml, prefect deploy; PREFECT_API_URL)
+	@test -n "$$PREFECT_API_URL" || { echo "error: set PREFECT_API_URL to the team's Prefect server (http://host:4200/api)"; exit 1; }
 	$(BIN)/python -m flows.deploy --write-prefect-yaml
 	$(BIN)/prefect work-pool inspect $(POOL) >/dev/null 2>&1 || $(BIN)/prefect work-pool create $(POOL) --type process
 	$(BIN)/prefect --no-prompt deploy --all --pool $(POOL)
 
 worker: setup ## A worker of the work pool POOL: runs deployment runs in this checkout until Ctrl-C (PREFECT_API_URL)
+	@test -n "$$PREFECT_API_URL" || { echo "error: set PREFECT_API_URL to the team's Prefect server (http://host:4200/api)"; exit 1; }
 	CVPIPE_PROJECT_DIR=$(CURDIR) $(BIN)/prefect worker start --pool $(POOL) --type process
 
-mlflow-server: setup ## Shared MLflow on 127.0.0.1:5000: PostgreSQL + S3 artifacts (ARTIFACTS=s3://bucket/prefix; else a local sandbox)
-	$(BIN)/python -m flows.mlflow_server $(if $(ARTIFACTS),--artifacts-destination $(ARTIFACTS))
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+mlflow-server: setup ## Shared MLflow on MLFLOW_HOST:MLFLOW_PORT (127.0.0.1:5000): PostgreSQL + S3 (ARTIFACTS=s3://bucket/prefix; else a sandbox)
+	$(BIN)/python -m flows.mlflow_server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) $(if $(ARTIFACTS),--artifacts-destination $(ARTIFACTS))
 
 lint: setup ## Ruff over the whole tree (rules in pyproject.toml); must report nothing
 	$(BIN)/ruff check .

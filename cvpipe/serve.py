@@ -49,7 +49,9 @@ def resolve(name: str, alias: str, uri: str) -> str:
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         model = client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # a server down or refusing: say that, not "no model"
+            raise CvpipeError(f"the registry at {uri} did not answer for {name!r}: {exc.message}") from None
         names = sorted(m.name for m in client.search_registered_models())
         raise CvpipeError(f"no registered model {name!r} in {uri}; registered: {', '.join(names) or 'none (run the pipeline first)'}") \
             from None

@@ -36,6 +36,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_free(host: str, port: int) -> bool:
+    """Can a server bind ``host:port`` now?"""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 @dataclass
 class Postgres:
     """A running PostgreSQL (``pgserver``) and the SQLAlchemy URI of one database on it."""
@@ -60,6 +70,10 @@ def start_postgres(pgdata: Path, database: str = "mlflow") -> Postgres:
     if not database.isidentifier():
         raise CvpipeError(f"database name {database!r}: letters, digits and _ only")
     pgdata = pgdata.resolve()
+    socket_file = pgdata / ".s.PGSQL.5432"
+    if len(os.fsencode(socket_file)) > 100:  # pgserver would put the socket in a shared folder anyone may enter
+        raise CvpipeError(f"{pgdata}: too long a path for PostgreSQL's Unix socket ({len(os.fsencode(socket_file))} bytes "
+                          "with its name, at most 100); give a shorter --data")
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
         server = pgserver.get_server(pgdata, cleanup_mode="stop")

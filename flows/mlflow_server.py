@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cvpipe import cli
 from cvpipe.errors import CvpipeError
-from cvpipe.servers import S3_ENV, check_bucket, start_local_s3, start_postgres, start_tracking_server
+from cvpipe.servers import S3_ENV, check_bucket, port_free, start_local_s3, start_postgres, start_tracking_server
 from cvpipe.ui import interrupt_on_termination, stop
 
 # The sandbox's moto accepts any credentials; these are not secrets and are used for nothing else.
@@ -58,6 +58,8 @@ def execute(args: argparse.Namespace) -> None:
     if args.artifacts_destination:
         destination, endpoint, env = args.artifacts_destination, None, server_env(None)
         check_bucket(destination, env)  # not s3://, no credentials or no bucket: one line, before anything starts
+    if not port_free(args.host, args.port):  # else the health check could see another server and call it ours
+        raise CvpipeError(f"{args.host}:{args.port} is in use (make ui's MLflow?); give another --port")
     interrupt_on_termination()
     procs, postgres, scratch = [], None, None
     args.data.mkdir(parents=True, exist_ok=True)
@@ -66,7 +68,7 @@ def execute(args: argparse.Namespace) -> None:
         if args.artifacts_destination:
             pgdata = args.data / "pgdata"
         else:
-            s3, endpoint = start_local_s3(args.host, log=logs / "s3.log")
+            s3, endpoint = start_local_s3("127.0.0.1", log=logs / "s3.log")  # only the tracking server talks to it
             procs.append(s3)
             destination, env = SANDBOX_BUCKET, server_env(endpoint)
             check_bucket(destination, env, create=True)

@@ -39,7 +39,8 @@ class DetectionTask:
         work = _ultralytics_loaded(cache_dir)
         data = t.YoloSet.read(manifest_dir)
         data_digest, params_digest = data.digest(), fingerprint(asdict(config))
-        key = fingerprint(data_digest, params_digest, t.CODE_VERSION, dev.split(":")[0])
+        devices = dev.split(":")[0] if "," not in dev else f"cuda x{dev.count(',') + 1}"  # a DDP run resumes only as one
+        key = fingerprint(data_digest, params_digest, t.CODE_VERSION, devices)
         mirror, run_dir = work / "yolo-data" / key, work / "yolo-runs" / key
         counts = t.training_mirror(data, mirror, config.val_fraction)
         log.info("%d train / %d val images (from images/train), %d classes, %s on %s", counts["train"], counts["val"],

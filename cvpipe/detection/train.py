@@ -276,11 +276,24 @@ def fit(config: DetectionConfig, data_yaml: Path, run_dir: Path, device: str, th
     if not best.is_file():
         raise TrainingError(f"ultralytics finished without {best}; see its log above")
     history = history_rows(run_dir / "results.csv")
-    best_epoch = int(trainer.stopper.best_epoch)  # the stopper counts epochs from 1
-    final = {k.replace("(B)", "").replace("metrics/", "val_").replace("-", "_"): round(float(v), 6)
-             for k, v in (trainer.metrics or {}).items() if k.startswith("metrics/")}
+    if hasattr(trainer, "stopper"):
+        best_epoch = int(trainer.stopper.best_epoch)  # the stopper counts epochs from 1
+        final = {k.replace("(B)", "").replace("metrics/", "val_").replace("-", "_"): round(float(v), 6)
+                 for k, v in (trainer.metrics or {}).items() if k.startswith("metrics/")}
+    else:  # a device list: ultralytics trained in DDP processes of its own, and this process's trainer never set up
+        best_epoch, final = best_of(history)
     return Trained(run_dir, best, history, best_epoch, len(history), len(history) < config.epochs, resumed_from,
                    "cuda" if cuda else "cpu", time.perf_counter() - start, final)
+
+
+def best_of(history: list[dict[str, float]]) -> tuple[int, dict[str, float]]:
+    """(the epoch best.pt comes from, its validation metrics) from the history rows, as ultralytics
+    chooses it: the highest fitness (mAP50-95), the later epoch on a tie. The metrics are that epoch's
+    validation; a single process validates best.pt once more at the end (half precision: the third
+    decimal may differ)."""
+    best = max(reversed(history), key=lambda row: row["val/mAP50-95"])
+    return int(best["epoch"]), {k.replace("val/", "val_").replace("-", "_"): v for k, v in best.items()
+                                if k in ("val/precision", "val/recall", "val/mAP50", "val/mAP50-95")}
 
 
 def resumable_epoch(last: Path) -> int | None:

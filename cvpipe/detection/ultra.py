@@ -3,8 +3,9 @@
 :func:`load` imports ultralytics the way every detection entry point must: nothing downloaded or
 installed at run time (``YOLO_OFFLINE``, ``YOLO_AUTOINSTALL``, the plotting font provided from
 matplotlib's own DejaVu Sans), and none of its integration callbacks (MLflow, DVCLive, TensorBoard...)
-turned on, in this process only: the user's ``settings.json`` is not rewritten. The register stage is
-the only MLflow writer.
+turned on: in this process only when the settings are the user's (their ``settings.json`` is not
+rewritten), and in the file too when they are the project's own (``config_dir``), which the processes
+ultralytics starts for DDP read. The register stage is the only MLflow writer.
 
 :func:`portable_checkpoint` turns a finished ultralytics checkpoint into the one the pipeline
 publishes: the same format (``YOLO("models/coco/model.pt")`` loads it), without the absolute paths,
@@ -43,6 +44,11 @@ def load(config_dir: Path | None = None):
 
     if os.environ.get("YOLO_OFFLINE") != "1":
         log.warning("ultralytics was imported before cvpipe could set YOLO_OFFLINE=1; it may try the network")
+    on = [k for k in INTEGRATIONS if k in SETTINGS.defaults and SETTINGS.get(k)]
+    if on and config_dir is not None and Path(SETTINGS.file).resolve().is_relative_to(config_dir.resolve()):
+        # the project's own settings file, which processes ultralytics starts itself (DDP ranks) read:
+        # integrations off there too (so no rank logs into whatever MLflow run or server is active)
+        SETTINGS.update(dict.fromkeys(on, False))
     dict.update(SETTINGS, dict.fromkeys(INTEGRATIONS, False))  # this process only (SETTINGS.update writes the file)
     provide_fonts(Path(USER_CONFIG_DIR))
     return ultralytics

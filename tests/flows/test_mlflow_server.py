@@ -37,3 +37,26 @@ def test_the_sandbox_never_hands_the_server_the_callers_s3_settings(monkeypatch)
     env = mlflow_server.server_env("http://127.0.0.1:9999")
     assert env["AWS_SECRET_ACCESS_KEY"] == "cvpipe-sandbox" and env["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:9999"
     assert mlflow_server.server_env(None)["AWS_SECRET_ACCESS_KEY"] == "the-teams-real-secret"  # a real bucket: the caller's
+
+
+def test_a_port_in_use_is_named_before_anything_starts(tmp_path, capsys, no_aws):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = mlflow_server.main(["--port", str(port), "--data", str(tmp_path / "d")])
+    assert code == 1
+    assert capsys.readouterr().err.startswith(f"error: 127.0.0.1:{port} is in use")
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_data_folder_too_deep_for_postgresqls_socket_is_refused(tmp_path):
+    from cvpipe.errors import CvpipeError
+    from cvpipe.servers import start_postgres
+
+    deep = tmp_path / ("x" * 60) / ("y" * 40)
+    with pytest.raises(CvpipeError, match="too long a path for PostgreSQL's Unix socket"):
+        start_postgres(deep / "pgdata")
+    assert not deep.exists()

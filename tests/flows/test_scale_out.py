@@ -43,8 +43,10 @@ def clean_env(project: Path, **extra: str) -> dict[str, str]:
                   "PYTHONPATH": str(project), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"} | extra
 
 
-def test_prefect_yaml_is_written_from_the_schedules_of_params_yaml():
+def test_prefect_yaml_is_written_from_the_schedules_of_params_yaml(monkeypatch):
     from flows.deploy import prefect_yaml
+
+    monkeypatch.chdir(REPO)  # prefect.yaml names params.yaml relative to the repository root
 
     assert (REPO / "prefect.yaml").read_text() == prefect_yaml(Path("params.yaml")), "run: python -m flows.deploy --write-prefect-yaml"
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
