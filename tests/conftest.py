@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,3 +41,19 @@ def write_image(path: Path, size=(32, 24), mode="RGB", fmt=None, color=128) -> P
     return path
 
 
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_registry_uri_not_leaked():
+    """``mlflow.set_registry_uri`` also exports ``MLFLOW_REGISTRY_URI``: a later test's own store (and the
+    processes it starts) would register into the earlier test's. Restored after every test."""
+    before = os.environ.get("MLFLOW_REGISTRY_URI")
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_registry_uri(None)
+    if before is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = before

@@ -48,8 +48,9 @@ def test_register_and_promote_on_postgresql_with_artifacts_in_s3_and_no_secret_l
                                "--artifacts-destination", "s3://team-models/mlflow"],
                               cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while not answers(f"{uri}/health") and server.poll() is None and time.monotonic() < deadline:
+        deadline = time.monotonic() + 240  # its address is printed once everything answers
+        while b"export MLFLOW_TRACKING_URI" not in (tmp_path / "server.out").read_bytes() and server.poll() is None \
+                and time.monotonic() < deadline:
             time.sleep(1)
         assert server.poll() is None and answers(f"{uri}/health"), (tmp_path / "server.out").read_text()[-3000:]
         assert b"MLflow tracking server: " + uri.encode() in (tmp_path / "server.out").read_bytes()
