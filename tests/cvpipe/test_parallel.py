@@ -60,3 +60,17 @@ def test_settings_from_params():
         DaskSettings.from_params({"dask": {"address": "10.0.0.1"}})
     with pytest.raises(ParamsError, match=r"dask"):
         DaskSettings.from_params({"dask": {"n_workers": 2}})
+
+
+def test_a_scheduler_address_is_used_as_it_is_and_left_running():
+    """``dask.address``: the stage connects to a running scheduler (here one started by the test) and closes
+    only its own connection; the cluster goes on serving others."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        pool = DaskPool(DaskSettings(address=cluster.scheduler_address, min_items=0), threads=2)
+        assert list(parallel_map(operator.neg, list(range(50)), "neg", pool, chunk=5)) == [-x for x in range(50)]
+        assert pool._client.scheduler.address == cluster.scheduler_address and pool._cluster is None
+        pool.close()
+        with Client(cluster.scheduler_address) as other:  # still up after the stage closed its client
+            assert other.submit(operator.neg, 3).result() == -3

@@ -1,4 +1,4 @@
-"""make mlflow-server's bad input: one line naming what is wrong, before any server starts."""
+"""make mlflow-server's bad input: one line naming what is wrong, before any server starts; the flow's --dask values."""
 
 from __future__ import annotations
 
@@ -60,3 +60,14 @@ def test_a_data_folder_too_deep_for_postgresqls_socket_is_refused(tmp_path):
     with pytest.raises(CvpipeError, match="too long a path for PostgreSQL's Unix socket"):
         start_postgres(deep / "pgdata")
     assert not deep.exists()
+
+
+def test_the_flows_dask_option_takes_local_or_a_scheduler_address():
+    from cvpipe.errors import UsageError
+    from flows.pipeline import dask_runner
+
+    assert dask_runner("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"
+    local = dask_runner("local", workers=3)
+    assert local.address is None and local.cluster_kwargs["n_workers"] == 3 and local.cluster_kwargs["host"] == "127.0.0.1"
+    with pytest.raises(UsageError, match=r"--dask '10\.0\.0\.5': 'local' or a scheduler address"):
+        dask_runner("10.0.0.5")
