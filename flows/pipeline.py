@@ -9,7 +9,8 @@ folder is missing, then ingest, the data gate, conversion where the task needs i
 evaluate and register where the task has a trainer. Independent datasets run concurrently: on
 threads of this process, or with ``--dask`` on a Dask cluster (prefect-dask's task runner): a local
 cluster of worker processes (``local``) or the scheduler at an address (``tcp://host:8786``), whose
-workers have the project and its data at the same path.
+workers have the project and its data at the same path. The ``dask`` parameter does the same for a
+deployment's runs (``schedules:`` in params.yaml): the flow runs itself as a child run on Dask.
 
 Caching on content: a stage's cache key is a digest of its declared deps (files, folders), the
 values of its declared params and its command, so a rerun with nothing changed completes from the
@@ -79,6 +80,8 @@ def pipeline(
     stages: list[str] | None = None,
     params_file: Path = Path("params.yaml"),
     refresh: bool = False,
+    dask: str | None = None,
+    dask_workers: int = 2,
 ) -> State:
     """Every dataset (or those named) through the stages of dvc.yaml, as `dvc repro` runs them.
 
@@ -87,8 +90,14 @@ def pipeline(
         stages: stage groups of dvc.yaml to run, e.g. ["ingest", "validate"] for the data gate alone (empty: all)
         params_file: the parameters file, relative to the repository root
         refresh: run every stage even if its cached result is valid
+        dask: run the stages on a Dask cluster: "local" (dask_workers processes here) or a scheduler's
+            address (tcp://host:8786); empty: on threads of this process
+        dask_workers: worker processes of the local Dask cluster
     """
     try:
+        if dask:  # the same flow as a child run with prefect-dask's task runner (a flow's runner is fixed when it starts)
+            runner = dask_runner(dask, dask_workers)
+            return pipeline.with_options(task_runner=runner)(datasets, stages, params_file, refresh, return_state=True)
         return _run(datasets, stages, Path(params_file), refresh)
     except CvpipeError as exc:  # a bad dataset name or params file: one line, not a traceback
         return Failed(message=str(exc))
@@ -181,8 +190,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def execute(args: argparse.Namespace) -> dict:
     plan(args.dataset, args.stage, args.params)  # bad input is one line, before a Prefect server starts
-    flow_ = pipeline.with_options(task_runner=dask_runner(args.dask, args.dask_workers)) if args.dask else pipeline
-    state = flow_(datasets=args.dataset, stages=args.stage, params_file=args.params, refresh=args.refresh, return_state=True)
+    if args.dask:
+        dask_runner(args.dask, args.dask_workers)  # a bad address is one line, before a Prefect server starts
+    state = pipeline(datasets=args.dataset, stages=args.stage, params_file=args.params, refresh=args.refresh, dask=args.dask,
+                     dask_workers=args.dask_workers, return_state=True)
     if not state.is_completed():
         raise CvpipeError(state.message or "the pipeline failed")
     return state.result()
