@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,6 +45,10 @@ class TrainResult:
     data_digest: str
     params_digest: str
     metrics: dict[str, float] = field(default_factory=dict)
+
+    def record(self, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """``train.json``: only what the inputs decide (no timings, no resume point), so a rerun writes the same bytes."""
+        return {k: v for k, v in asdict(self).items() if k not in ("seconds", "resumed_from_epoch")} | {"params": params} | extra
 
 
 @dataclass(frozen=True)

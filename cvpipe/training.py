@@ -92,6 +92,15 @@ class Ranks:
         return cls(int(env.get("RANK", 0)), world, int(env.get("LOCAL_RANK", 0)), int(env.get("LOCAL_WORLD_SIZE", world)))
 
     @property
+    def record(self) -> dict[str, int]:
+        """What train.json and the checkpoint key add under DDP (N processes train other weights than one)."""
+        return {"processes": self.world} if self.world > 1 else {}
+
+    def others(self) -> str:
+        """For a log line: `` and N more processes (DDP)``, or nothing when alone."""
+        return f" and {self.world - 1} more processes (DDP)" if self.world > 1 else ""
+
+    @property
     def main(self) -> bool:
         """Rank 0, the one that writes outputs, checkpoints and logs."""
         return self.rank == 0
@@ -211,6 +220,14 @@ def training_device(requested: str, ranks: Ranks | None = None) -> tuple[torch.d
     elif device.type != "cpu":
         raise ParamsError("train.device", f"is {requested!r}; DDP runs on CUDA devices or the CPU")
     return device, ranks
+
+
+def on_ranks(requested: str, train: Callable[[torch.device, Ranks], Any]) -> Any:
+    """``train(device, ranks)`` on this process's device (:func:`training_device`), inside torchrun's process
+    group when there is one: how a torch task's ``train`` runs alone and under DDP alike."""
+    device, ranks = training_device(requested)  # a device list outside torchrun stops here, before any image is read
+    with process_group(ranks, device):
+        return train(device, ranks)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from cvpipe.errors import DataError
 from cvpipe.io import write_json, write_text
 from cvpipe.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.training import Ranks, fingerprint, pick_device, process_group, training_device
+from cvpipe.training import Ranks, fingerprint, on_ranks, pick_device
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -35,9 +35,7 @@ class ClassificationTask:
         from cvpipe.classification.fit import TrainConfig
 
         config = TrainConfig.from_params(params)
-        dev, ranks = training_device(device)  # a device list outside torchrun stops here, before any image is read
-        with process_group(ranks, dev):
-            return self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after)
+        return on_ranks(device, lambda dev, ranks: self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after))
 
     def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
                stop_after: int | None) -> TrainResult:
@@ -50,13 +48,11 @@ class ClassificationTask:
         with ranks.main_first():  # rank 0 fills the tensor cache, the others then read it
             images = load_tensors(table, config.image_size, cache_dir / "tensors" if cache_dir else None)
         data_digest, params_digest = table.digest(), fingerprint(asdict(config))
-        ddp = {"processes": ranks.world} if ranks.world > 1 else {}  # N processes train other weights than one
-        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type, *ddp.values())
+        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type, *ranks.record.values())
         checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
         if ranks.main:
             log.info("%d train / %d val images, %d classes, %s on %s%s", len(table.indices("train")),
-                     len(table.indices("val")), len(table.classes), config.architecture, dev,
-                     f" and {ranks.world - 1} more processes (DDP)" if ddp else "")
+                     len(table.indices("val")), len(table.classes), config.architecture, dev, ranks.others())
         result = fit(images, table.labels, table.indices("train"), table.indices("val"), len(table.classes), config, dev,
                      checkpoint, key, stop_after, ranks)
         best = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
@@ -72,9 +68,7 @@ class ClassificationTask:
         save_trained(out / "model.pt", result.model, config.architecture, table.classes.names, config.image_size)
         table.classes.save(out / "classes.json")
         write_text(out / "history.csv", csv_text(result.history))
-        # the file holds only what the inputs decide (no timings), so a rerun writes the same bytes
-        stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
-        write_json(out / "train.json", stable | {"params": asdict(config)} | ddp)
+        write_json(out / "train.json", summary.record(asdict(config), **ranks.record))
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)  # finished: the next run with these inputs starts afresh
         return summary

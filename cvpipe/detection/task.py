@@ -51,8 +51,7 @@ class DetectionTask:
             stopped_early=trained.stopped_early, resumed_from_epoch=trained.resumed_from, device=trained.device,
             seconds=round(trained.seconds, 1), data_digest=data_digest, params_digest=params_digest, metrics=trained.metrics,
         )
-        stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
-        t.write_outputs(out, trained, data, asdict(config), stable)
+        t.write_outputs(out, trained, data, asdict(config), summary.record(asdict(config)))
         remove_dir(run_dir)  # finished: the next run with these inputs starts afresh
         remove_dir(mirror)
         return summary

@@ -311,7 +311,7 @@ def resumable_epoch(last: Path) -> int | None:
     return int(epoch) if epoch is not None and epoch >= 0 and ckpt.get("optimizer") is not None else None
 
 
-def write_outputs(out: Path, trained: Trained, data: YoloSet, params: dict[str, Any], summary: dict[str, Any]) -> None:
+def write_outputs(out: Path, trained: Trained, data: YoloSet, params: dict[str, Any], record: dict[str, Any]) -> None:
     """models/<dataset>: model.pt, history.csv, classes.json, train.json (only what the inputs decide)."""
     from cvpipe.detection.ultra import portable_checkpoint
     from cvpipe.plots import csv_text
@@ -320,7 +320,7 @@ def write_outputs(out: Path, trained: Trained, data: YoloSet, params: dict[str, 
     portable_checkpoint(trained.best, out / "model.pt", params)
     write_text(out / "history.csv", csv_text(trained.history))
     data.classes.save(out / "classes.json")
-    write_json(out / "train.json", summary | {"params": params})
+    write_json(out / "train.json", record)
 
 
 def check_device(requested: str) -> str:

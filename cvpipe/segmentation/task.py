@@ -7,7 +7,6 @@ import json
 import logging
 import tempfile
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from cvpipe.errors import DataError
 from cvpipe.io import sha256_file, write_json, write_text
 from cvpipe.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.training import Ranks, fingerprint, pick_device, process_group, training_device
+from cvpipe.training import Ranks, fingerprint, on_ranks, pick_device
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -39,9 +38,7 @@ class SegmentationTask:
         from cvpipe.segmentation.fit import SegmentationConfig
 
         config = SegmentationConfig.from_params(params)
-        dev, ranks = training_device(device)  # a device list outside torchrun stops here, before any image is read
-        with process_group(ranks, dev):
-            return self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after)
+        return on_ranks(device, lambda dev, ranks: self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after))
 
     def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
                stop_after: int | None) -> TrainResult:
@@ -54,13 +51,12 @@ class SegmentationTask:
         # local encoder weights count by their bytes: the same path with other weights is another run
         weights = sha256_file(config.encoder_weights) if config.encoder_weights else None
         data_digest, params_digest = data.digest(), fingerprint(config.record(), weights)
-        ddp = {"processes": ranks.world} if ranks.world > 1 else {}  # N processes train other weights than one
-        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type, *ddp.values())
+        key = fingerprint(data_digest, params_digest, CODE_VERSION, dev.type, *ranks.record.values())
         checkpoint = cache_dir / "checkpoints" / f"{key}.pt" if cache_dir else None
         counts = {s: len(data.indices(s)) for s in ("train", "val", "holdout")}
         if ranks.main:
             log.info("%d train / %d val / %d held-out images, %s on %s%s", counts["train"], counts["val"], counts["holdout"],
-                     config.architecture, dev, f" and {ranks.world - 1} more processes (DDP)" if ddp else "")
+                     config.architecture, dev, ranks.others())
 
         def split(name: str) -> tuple[list, list]:
             loaded = list(load_images(data, data.indices(name)))
@@ -81,8 +77,7 @@ class SegmentationTask:
         save_trained(out / "model.pt", result.model, config.spec)
         write_text(out / "history.csv", csv_text(result.history))
         write_json(out / "classes.json", {"classes": [{"id": 0, "name": "nucleus"}]})
-        stable = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "resumed_from_epoch")}
-        write_json(out / "train.json", stable | {"params": config.record()} | ddp)
+        write_json(out / "train.json", summary.record(config.record(), **ranks.record))
         if checkpoint is not None:
             checkpoint.unlink(missing_ok=True)
         return summary
