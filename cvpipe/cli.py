@@ -18,6 +18,17 @@ from typing import Any
 from cvpipe.errors import CvpipeError, ParamsError
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse names the option and exits 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def located(exc: CvpipeError, args: argparse.Namespace) -> CvpipeError:
     """A params error names the file given with ``--params`` (checks deep down only know the key)."""
     params = getattr(args, "params", None)

@@ -94,10 +94,10 @@ def prefect_yaml(params_file: Path) -> str:
     import yaml
     from prefect import __version__
 
-    checked = {d.name: d for d in deployments(params_file)}
-    entries = [{"name": s.name, "description": checked[s.name].description, "entrypoint": ENTRYPOINTS[s.flow], "tags": ["cvpipe"],
-                "parameters": dict(checked[s.name].parameters), "schedules": [{"cron": s.cron}], "work_pool": {"name": WORK_POOL}}
-               for s in schedules(load_params(params_file))]
+    # deployments() checks each schedule's parameters against its flow, in the order of schedules()
+    entries = [{"name": s.name, "description": d.description, "entrypoint": ENTRYPOINTS[s.flow], "tags": ["cvpipe"],
+                "parameters": dict(d.parameters), "schedules": [{"cron": s.cron}], "work_pool": {"name": WORK_POOL}}
+               for s, d in zip(schedules(load_params(params_file)), deployments(params_file), strict=True)]
     config = {"name": "cvpipe", "prefect-version": __version__, "build": None, "push": None,
               # the worker runs the flow in its own checkout of the project (with the data DVC pulled there)
               "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $CVPIPE_PROJECT_DIR }}"}}],

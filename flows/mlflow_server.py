@@ -40,7 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--data", type=Path, default=Path(".mlflow-server"), help="PostgreSQL's data folder and the logs")
     parser.add_argument("--artifacts-destination", help="s3://bucket/prefix (default: a local sandbox S3 on loopback)")
-    parser.add_argument("--workers", type=int, default=2, help="the tracking server's worker processes")
+    parser.add_argument("--workers", type=cli.positive_int, default=2, help="the tracking server's worker processes")
     return parser
 
 

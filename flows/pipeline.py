@@ -170,6 +170,8 @@ def dask_runner(address: str, workers: int = 2):
     from prefect_dask import DaskTaskRunner
 
     if address == "local":
+        if workers < 1:
+            raise UsageError(f"dask_workers is {workers}; a local Dask cluster needs at least 1 worker process")
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
                                               "host": "127.0.0.1", "dashboard_address": None})
     if "://" not in address:
@@ -184,7 +186,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--refresh", action="store_true", help="run every stage even if its cache entry is valid")
     parser.add_argument("--dask", metavar="local|ADDRESS", help="run the stages on a Dask cluster: a local one, or a scheduler's address")
-    parser.add_argument("--dask-workers", type=int, default=2, help="worker processes of the local Dask cluster")
+    parser.add_argument("--dask-workers", type=cli.positive_int, default=2, help="worker processes of the local Dask cluster")
     return parser
 
 
