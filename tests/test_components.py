@@ -85,13 +85,9 @@ def test_ultralytics_model_built_from_yaml_runs_offline():
 
 
 def test_make_ui_starts_both_servers_on_loopback_shows_the_deployments_and_stops_them(tmp_path):
-    import socket
     import urllib.request
 
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+    from cvpipe.servers import free_port
 
     mlflow_port, prefect_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "flows.ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port),

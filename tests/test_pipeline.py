@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cvpipe.servers import free_port
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -275,14 +276,6 @@ print(json.dumps({{"running": [r.info.run_id for r in runs if r.info.status == "
 """
     state = json.loads(sh(checkout, "python", "-c", script).stdout.strip().splitlines()[-1])
     assert state == {"running": [], "undecided": []}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def api(port: int, path: str, body: dict | None = None):

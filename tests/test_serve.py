@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from cvpipe import serve
 from cvpipe.model_input import COLUMN, images_frame, request_body
+from cvpipe.servers import free_port
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
 
@@ -41,7 +41,7 @@ def test_a_missing_model_or_alias_is_one_line_naming_what_there_is(empty_store, 
     err = capsys.readouterr().err  # after MLflow's lines about creating the new store's tables
     assert err.endswith(f"\nerror: no registered model 'fruits360-classifier' in {empty_store}; "
                         "registered: none (run the pipeline first)\n")
-    MlflowClient(empty_store).create_registered_model("fruits360-classifier")
+    MlflowClient(empty_store, registry_uri=empty_store).create_registered_model("fruits360-classifier")
     assert serve.main(["fruits360-classifier"]) == 1
     assert capsys.readouterr().err == (f"error: registered model 'fruits360-classifier' has no @champion version in {empty_store}; "
                                        "its aliases: none\n")
@@ -69,12 +69,6 @@ def test_request_prints_the_body_to_post(tmp_path, capsys):
     assert serve.main(["x", "--request", str(tmp_path / "a.png")]) == 1
     assert serve.main([]) == 1
     assert "name the registered model to serve" in capsys.readouterr().err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, body: str) -> tuple[int, dict]:

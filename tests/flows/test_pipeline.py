@@ -5,7 +5,6 @@ line; a stage filter runs only those stages."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.flows.conftest import copy_project, flow_env
 
 pytestmark = pytest.mark.slow
 
@@ -22,24 +21,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def project(tmp_path) -> Path:
     """The code, dvc.yaml and a params.yaml with fruits360 only, trained for two quick epochs."""
-    dest = tmp_path / "project"
-    for folder in ("cvpipe", "stages", "flows"):
-        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["datasets"] = {"fruits360": params["datasets"]["fruits360"]}
+    dest = copy_project(tmp_path / "project", ["fruits360"])
+    params = yaml.safe_load((dest / "params.yaml").read_text())
     params["classification"]["datasets"] = {"fruits360": params["classification"]["datasets"]["fruits360"] | {"epochs": 2}}
     params["train"]["cache_dir"] = str(tmp_path / "cache")
-    params["validate"]["cache"] = None
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return dest
 
 
 def flow(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
-    env.update(PREFECT_HOME=str(project / ".prefect"), MLFLOW_TRACKING_URI=f"sqlite:///{project / 'mlflow.db'}",
-               PYTHONPATH=str(project), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    return subprocess.run([sys.executable, "-m", "flows.pipeline", *args], cwd=project, env=env,
+    return subprocess.run([sys.executable, "-m", "flows.pipeline", *args], cwd=project, env=flow_env(project),
                           capture_output=True, text=True, timeout=600, check=False)
 
 

@@ -21,26 +21,9 @@ import yaml
 
 from cvpipe.servers import free_port
 from tests.conftest import REPO
+from tests.flows.conftest import copy_project, flow_env
 
 pytestmark = pytest.mark.slow
-
-
-def copy_project(dest: Path, datasets: list[str]) -> Path:
-    """The code, dvc.yaml and a params.yaml with ``datasets`` only (no decode cache)."""
-    for folder in ("cvpipe", "stages", "flows"):
-        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "dvc.yaml", dest / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["datasets"] = {k: params["datasets"][k] for k in datasets}
-    params["validate"]["cache"] = None
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return dest
-
-
-def clean_env(project: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DASK_"))}
-    return env | {"PREFECT_HOME": str(project / ".prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
-                  "PYTHONPATH": str(project), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"} | extra
 
 
 def test_prefect_yaml_is_written_from_the_schedules_of_params_yaml(monkeypatch):
@@ -61,7 +44,7 @@ def test_a_worker_on_the_process_pool_runs_a_deployment_of_the_pipeline(tmp_path
     project = copy_project(tmp_path / "project", ["fruits360"])
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = clean_env(project, PREFECT_API_URL=api)
+    env = flow_env(project, PREFECT_API_URL=api)
     monkeypatch.setenv("PREFECT_HOME", str(project / ".prefect"))
     server = start_prefect("127.0.0.1", port)
     prefect = str(Path(sys.executable).parent / "prefect")
@@ -123,9 +106,9 @@ def test_data_stages_on_a_local_dask_cluster_match_the_stages_run_one_by_one(tmp
     # one by one: dvc.yaml's commands in its order, each in its own process (what `dvc repro` runs)
     for spec in in_order(resolve(one)):
         if spec.group in GROUPS and spec.item == "underground":
-            subprocess.run([sys.executable, *spec.argv[1:]], cwd=one, env=clean_env(one), check=True, capture_output=True, timeout=600)
+            subprocess.run([sys.executable, *spec.argv[1:]], cwd=one, env=flow_env(one), check=True, capture_output=True, timeout=600)
     stages = [arg for group in GROUPS for arg in ("--stage", group)]
-    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--dask", "local", *stages], cwd=dask, env=clean_env(dask),
+    proc = subprocess.run([sys.executable, "-m", "flows.pipeline", "--dask", "local", *stages], cwd=dask, env=flow_env(dask),
                           capture_output=True, text=True, timeout=900, check=False)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
