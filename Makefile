@@ -53,7 +53,7 @@ serve: setup ## Register and run the scheduled deployments until Ctrl-C (starts 
 
 PORT ?= 5001
 serve-model: setup ## Serve model NAME's @champion over HTTP on 127.0.0.1:PORT (5001) until Ctrl-C: NAME=fruits360-classifier
-	$(BIN)/python -m cvpipe.serve $(NAME) --port $(PORT)
+	$(BIN)/python -m cvpipe.mlops.serve $(NAME) --port $(PORT)
 
 POOL ?= cvpipe
 deploy-pool: setup ## The scheduled deployments on the process work pool POOL (prefect.yaml, prefect deploy; PREFECT_API_URL)

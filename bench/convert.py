@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchtools import timed
 
-from cvpipe.samples import generate
+from cvpipe.sources.samples import generate
 from stages import convert
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"

@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchtools import timed
 
 from cvpipe.classification.data import decode_resized
+from cvpipe.core.params import load_params
+from cvpipe.data.manifest import read_manifest_dir
 from cvpipe.gate import build_frames
-from cvpipe.manifest import read_manifest_dir
-from cvpipe.params import load_params
 from cvpipe.segmentation.data import load_images, load_set
 from stages import convert, ingest, validate
 from stages.validate import config_from_params

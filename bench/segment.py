@@ -91,7 +91,7 @@ def score_bench(args: argparse.Namespace) -> bool:
 
 def sample_images(root: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The DSB2018 sample's training images and foreground targets, read from its folders."""
-    from cvpipe.samples import generate
+    from cvpipe.sources.samples import generate
 
     sample = generate("dsb2018", root / "dsb2018")
     images, target = [], []
@@ -118,7 +118,7 @@ def bare_loop(crops: list[tuple[torch.Tensor, torch.Tensor]], config: Segmentati
 def train_bench(args: argparse.Namespace) -> None:
     import tempfile
 
-    from cvpipe.params import load_params
+    from cvpipe.core.params import load_params
 
     section = load_params(Path(__file__).resolve().parents[1] / "params.yaml")["segmentation"]["datasets"]["dsb2018"]
     # more crops per image than training uses, so an epoch has enough steps to time next to its validation

@@ -31,8 +31,8 @@ from benchtools import timed
 from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches, ImageTable, load_tensors, to_float
 from cvpipe.classification.fit import TrainConfig, fit
 from cvpipe.classification.models import LittleVGG
-from cvpipe.classmap import ClassMap
-from cvpipe.samples import generate
+from cvpipe.data.classmap import ClassMap
+from cvpipe.sources.samples import generate
 
 AUG = AugmentConfig(rotation=15, width_shift=0.1, height_shift=0.1, shear=5, zoom=0.1, horizontal_flip=True)
 

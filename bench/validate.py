@@ -24,7 +24,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchtools import timed
 
-from cvpipe.decode import decode_all
+from cvpipe.data.decode import decode_all
 from stages import ingest, validate
 from stages.validate import GateConfig
 

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cvpipe import cli
-from cvpipe.errors import CvpipeError, ParamsError
-from cvpipe.io import write_text
-from cvpipe.params import check_keys, load_params, mapping
+from cvpipe.core import cli
+from cvpipe.core.errors import CvpipeError, ParamsError
+from cvpipe.core.io import write_text
+from cvpipe.core.params import check_keys, load_params, mapping
 
 FLOWS = ("pipeline",)
 ENTRYPOINTS = {"pipeline": "flows/pipeline.py:pipeline"}
@@ -108,7 +108,7 @@ def prefect_yaml(params_file: Path) -> str:
 
 
 def api_up(url: str) -> bool:
-    from cvpipe.ui import answers
+    from cvpipe.mlops.ui import answers
 
     return answers(f"{url.rstrip('/')}/health")
 
@@ -132,7 +132,7 @@ def serve(params_file: Path) -> None:
 def with_server(argv: list[str], port: int) -> int:
     """Run ``python -m flows.deploy argv`` against a Prefect server on 127.0.0.1:``port``: one already
     there (``make ui``), or one started here and stopped afterwards. Ctrl-C, SIGTERM or SIGHUP stop both."""
-    from cvpipe.ui import interrupt_on_termination, start_prefect, stop
+    from cvpipe.mlops.ui import interrupt_on_termination, start_prefect, stop
 
     interrupt_on_termination()
     api = f"http://127.0.0.1:{port}/api"

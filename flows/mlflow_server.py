@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cvpipe import cli
-from cvpipe.errors import CvpipeError
-from cvpipe.servers import S3_ENV, check_bucket, port_free, start_local_s3, start_postgres, start_tracking_server
-from cvpipe.ui import interrupt_on_termination, stop
+from cvpipe.core import cli
+from cvpipe.core.errors import CvpipeError
+from cvpipe.mlops.servers import S3_ENV, check_bucket, port_free, start_local_s3, start_postgres, start_tracking_server
+from cvpipe.mlops.ui import interrupt_on_termination, stop
 
 # The sandbox's moto accepts any credentials; these are not secrets and are used for nothing else.
 SANDBOX_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "cvpipe-sandbox", "AWS_SECRET_ACCESS_KEY": "cvpipe-sandbox", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -3,7 +3,7 @@
     python -m flows.pipeline [--dataset NAME ...] [--stage GROUP ...] [--params params.yaml] [--dask local|ADDRESS]
 
 The flow adds orchestration only. Its stages, their commands, their order and what each one reads
-come from ``dvc.yaml`` (resolved by DVC's own parser, :mod:`cvpipe.pipeline`); each stage runs the
+come from ``dvc.yaml`` (resolved by DVC's own parser, :mod:`cvpipe.core.pipeline`); each stage runs the
 same ``execute`` as ``python -m stages.<name>``. Per dataset: the sample is generated if its raw
 folder is missing, then ingest, the data gate, conversion where the task needs it, and train,
 evaluate and register where the task has a trainer. Independent datasets run concurrently: on
@@ -33,11 +33,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from cvpipe import cli
-from cvpipe.errors import CvpipeError, UsageError
-from cvpipe.params import dataset_spec, load_params, mapping
-from cvpipe.pipeline import StageSpec, content_key, in_order, resolve, upstream
-from cvpipe.tasks import has_trainer
+from cvpipe.core import cli
+from cvpipe.core.errors import CvpipeError, UsageError
+from cvpipe.core.params import load_params, mapping
+from cvpipe.core.pipeline import StageSpec, content_key, in_order, resolve, upstream
+from cvpipe.tasks import dataset_spec, has_trainer
 from stages import samples
 
 ROOT = Path(__file__).resolve().parents[1]

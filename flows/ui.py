@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from cvpipe.ui import interrupt_on_termination, start_mlflow, start_prefect, stop
+from cvpipe.mlops.ui import interrupt_on_termination, start_mlflow, start_prefect, stop
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,17 +17,17 @@ import logging
 import sys
 from pathlib import Path
 
-from cvpipe import cli
-from cvpipe.classmap import ClassMap
-from cvpipe.datasets.voc import read_class_list
-from cvpipe.detection import dataset as det
-from cvpipe.detection.tfrecord import write_tfrecords
-from cvpipe.detection.yolo import write_yolo
-from cvpipe.errors import DataError, UsageError
-from cvpipe.io import write_json
-from cvpipe.manifest import WorkPool, read_manifest_dir
-from cvpipe.parallel import open_workers, read_settings
-from cvpipe.segmentation.dsb import masks_to_rle, rle_to_masks
+from cvpipe.convert import dataset as det
+from cvpipe.convert.dsb import masks_to_rle, rle_to_masks
+from cvpipe.convert.tfrecord import write_tfrecords
+from cvpipe.convert.yolo import write_yolo
+from cvpipe.core import cli
+from cvpipe.core.errors import DataError, UsageError
+from cvpipe.core.io import write_json
+from cvpipe.data.classmap import ClassMap
+from cvpipe.data.manifest import WorkPool, read_manifest_dir
+from cvpipe.data.parallel import open_workers, read_settings
+from cvpipe.sources.voc import read_class_list
 
 log = logging.getLogger(__name__)
 DETECTION = {

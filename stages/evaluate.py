@@ -21,11 +21,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvpipe import cli
-from cvpipe.errors import ParamsError
-from cvpipe.io import write_json, write_text
-from cvpipe.params import cpu_threads, dataset_task, load_params, lookup, mapping, training_settings
-from cvpipe.tasks import SCORERS, get_scorer, get_task
+from cvpipe.core import cli
+from cvpipe.core.errors import ParamsError
+from cvpipe.core.io import write_json, write_text
+from cvpipe.core.params import cpu_threads, load_params, lookup, mapping, training_settings
+from cvpipe.tasks import SCORERS, dataset_task, get_scorer, get_task
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def execute(args: argparse.Namespace) -> EvaluateResult:
     params = load_params(args.params)
-    from cvpipe.training import set_cpu_threads  # torch, only when a stage really runs
+    from cvpipe.tasks.training import set_cpu_threads  # torch, only when a stage really runs
 
     set_cpu_threads(cpu_threads(params))
     task = dataset_task(params, args.dataset)

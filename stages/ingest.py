@@ -13,11 +13,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cvpipe import cli
-from cvpipe.datasets import SOURCES, reader_for
-from cvpipe.errors import ParamsError
-from cvpipe.io import staged_dir, write_json
-from cvpipe.manifest import (
+from cvpipe.core import cli
+from cvpipe.core.errors import ParamsError
+from cvpipe.core.io import staged_dir, write_json
+from cvpipe.data.manifest import (
     BOX_SCHEMA,
     MANIFEST_SCHEMA,
     MASK_SCHEMA,
@@ -28,7 +27,8 @@ from cvpipe.manifest import (
     probe_mask,
     write_table,
 )
-from cvpipe.parallel import open_workers, read_settings
+from cvpipe.data.parallel import open_workers, read_settings
+from cvpipe.sources import SOURCES, reader_for
 
 log = logging.getLogger(__name__)
 BAD_ANNOTATION_POLICIES = ("stop", "record")

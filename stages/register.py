@@ -13,7 +13,7 @@ is higher by more than ``registry.margin`` and no class's score drops by more th
 ``registry.tolerance``; otherwise it gets ``challenger``. Decision and reason are tags on the run
 and the version, and are written to ``reports/register/<dataset>.json``.
 
-A killed run is reconciled by the next one (:func:`cvpipe.registry.reconcile`): each run is tagged
+A killed run is reconciled by the next one (:func:`cvpipe.mlops.registry.reconcile`): each run is tagged
 with its process id and host (``cvpipe.pid``, ``cvpipe.host``); before registering, a RUNNING run of
 the experiment made on this host by a process that no longer exists (or with no such tags) is ended
 as KILLED, and every version of the model without a decision from a finished run is marked
@@ -33,12 +33,12 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cvpipe import cli
-from cvpipe.errors import DataError, ParamsError
-from cvpipe.io import write_json
-from cvpipe.manifest import read_manifest_dir
-from cvpipe.params import cpu_threads, dataset_task, load_params, lookup, mapping, registry_settings
-from cvpipe.registry import (
+from cvpipe.core import cli
+from cvpipe.core.errors import DataError, ParamsError
+from cvpipe.core.io import write_json
+from cvpipe.core.params import cpu_threads, load_params, lookup, mapping, registry_settings
+from cvpipe.data.manifest import read_manifest_dir
+from cvpipe.mlops.registry import (
     CHALLENGER,
     CHAMPION,
     DEFAULT_ROOT,
@@ -53,7 +53,7 @@ from cvpipe.registry import (
     promotion_decision,
     reconcile,
 )
-from cvpipe.tasks import get_task
+from cvpipe.tasks import dataset_task, get_task
 
 log = logging.getLogger(__name__)
 # not in the report: it holds the outcome, the same bytes for the same outcome, so dvc.lock can hold it
@@ -205,7 +205,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def execute(args: argparse.Namespace) -> RegisterResult:
     params = load_params(args.params)
-    from cvpipe.training import set_cpu_threads  # torch, only when a stage really runs
+    from cvpipe.tasks.training import set_cpu_threads  # torch, only when a stage really runs
 
     set_cpu_threads(cpu_threads(params))  # the gate's scores computed as evaluate computed them
     task = dataset_task(params, args.dataset)

@@ -10,10 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
-from cvpipe import cli
-from cvpipe.errors import ParamsError
-from cvpipe.params import dataset_spec, load_params, lookup, mapping, number
-from cvpipe.samples import SAMPLE_SOURCES, generate
+from cvpipe.core import cli
+from cvpipe.core.errors import ParamsError
+from cvpipe.core.params import load_params, lookup, mapping, number
+from cvpipe.sources.samples import SAMPLE_SOURCES, generate
+from cvpipe.tasks import dataset_spec
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from cvpipe import cli
-from cvpipe.errors import ParamsError
-from cvpipe.io import write_json
-from cvpipe.params import cpu_threads, load_params, task_section, training_settings
-from cvpipe.tasks import TrainResult, get_task
+from cvpipe.core import cli
+from cvpipe.core.errors import ParamsError
+from cvpipe.core.io import write_json
+from cvpipe.core.params import cpu_threads, load_params, training_settings
+from cvpipe.tasks import TrainResult, get_task, task_section
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def execute(args: argparse.Namespace) -> TrainResult:
     params = load_params(args.params)
     task, section = task_section(params, args.dataset)
     device, cache_dir = training_settings(params)
-    from cvpipe.training import Ranks, TorchrunRequired, set_cpu_threads  # torch, only when a stage really runs
+    from cvpipe.tasks.training import Ranks, TorchrunRequired, set_cpu_threads  # torch, only when a stage really runs
 
     set_cpu_threads(cpu_threads(params))
     try:

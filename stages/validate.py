@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from cvpipe import cli
-from cvpipe.errors import DataError, GateFailed, ParamsError
-from cvpipe.gate import CheckResult, GateConfig, build_frames, quarantine, run_checks
-from cvpipe.io import remove_dir, staged_dir, write_json, write_text
-from cvpipe.manifest import (
+from cvpipe.core import cli
+from cvpipe.core.errors import DataError, GateFailed, ParamsError
+from cvpipe.core.io import remove_dir, staged_dir, write_json, write_text
+from cvpipe.core.params import check_keys, choice, load_params, mapping, number, string_list
+from cvpipe.data.manifest import (
     BOX_SCHEMA,
     MANIFEST_SCHEMA,
     MASK_SCHEMA,
@@ -34,9 +34,9 @@ from cvpipe.manifest import (
     read_manifest_dir,
     write_table,
 )
-from cvpipe.parallel import DaskSettings, open_workers
-from cvpipe.params import check_keys, choice, dataset_spec, load_params, mapping, number, string_list
-from cvpipe.tasks import TASKS
+from cvpipe.data.parallel import DaskSettings, open_workers
+from cvpipe.gate import CheckResult, GateConfig, build_frames, quarantine, run_checks
+from cvpipe.tasks import TASKS, dataset_spec
 
 log = logging.getLogger(__name__)
 ON_FAIL = ("stop", "quarantine")

@@ -87,7 +87,7 @@ def test_ultralytics_model_built_from_yaml_runs_offline():
 def test_make_ui_starts_both_servers_on_loopback_shows_the_deployments_and_stops_them(tmp_path):
     import urllib.request
 
-    from cvpipe.servers import free_port
+    from cvpipe.mlops.servers import free_port
 
     mlflow_port, prefect_port = free_port(), free_port()
     proc = subprocess.Popen([sys.executable, "-m", "flows.ui", "--mlflow-port", str(mlflow_port), "--prefect-port", str(prefect_port),

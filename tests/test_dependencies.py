@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cvpipe.params import dataset_task, load_params
-from cvpipe.pipeline import resolve, within
-from cvpipe.tasks import TASKS
+from cvpipe.core.params import load_params
+from cvpipe.core.pipeline import resolve, within
+from cvpipe.tasks import TASKS, dataset_task
 from tests.conftest import REPO
 
 PACKAGES = ("cvpipe", "stages", "flows")
@@ -84,11 +84,19 @@ def test_every_module_a_stage_imports_is_a_declared_dependency(spec):
 def test_the_closure_follows_lazy_imports_and_the_task_registry():
     train = next(s for s in STAGES if s.name == "train@fruits360")
     files = {f.relative_to(REPO).as_posix() for f in stage_modules(train, load_params(REPO / "params.yaml"))}
-    assert {"stages/train.py", "cvpipe/__init__.py", "cvpipe/tasks.py", "cvpipe/classification/task.py",
-            "cvpipe/classification/fit.py", "cvpipe/classification/models.py", "cvpipe/errors.py"} <= files
+    assert {"stages/train.py", "cvpipe/__init__.py", "cvpipe/tasks/__init__.py", "cvpipe/classification/task.py",
+            "cvpipe/classification/fit.py", "cvpipe/classification/models.py", "cvpipe/core/errors.py"} <= files
     assert not any(f.startswith(("cvpipe/detection", "flows/")) for f in files)
     # a module left out of a stage's deps is found
     from dataclasses import replace
 
     short = replace(train, deps=tuple(d for d in train.deps if d != "cvpipe/classification"))
     assert "cvpipe/classification/fit.py" in undeclared(short, stage_modules(short, load_params(REPO / "params.yaml")))
+
+
+@pytest.mark.parametrize("spec", STAGES, ids=[s.name for s in STAGES])
+def test_code_deps_name_packages_not_modules(spec):
+    """dvc.yaml stays readable as the map: a stage's library deps are whole packages (``cvpipe/data``)."""
+    modules = [d for d in spec.deps if d.startswith("cvpipe/") and d != "cvpipe/__init__.py"
+               and not ((REPO / d).is_dir() and (REPO / d / "__init__.py").is_file())]
+    assert not modules, f"{spec.name} lists library modules {modules}; name their packages instead"

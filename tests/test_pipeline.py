@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cvpipe.servers import free_port
+from cvpipe.mlops.servers import free_port
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -113,8 +113,8 @@ def test_registered_champion_has_lineage_and_predicts_class_names(checkout, repr
 import json, mlflow, numpy as np
 from mlflow import MlflowClient
 from cvpipe.classification.data import load_table
-from cvpipe.model_input import images_frame
-from cvpipe.registry import tracking_uri
+from cvpipe.data.model_input import images_frame
+from cvpipe.mlops.registry import tracking_uri
 mlflow.set_tracking_uri(tracking_uri())
 client = MlflowClient()
 v = client.get_model_version_by_alias("simpsons-classifier", "champion")
@@ -143,9 +143,9 @@ from PIL import Image
 from mlflow import MlflowClient
 from cvpipe.detection.evaluate import read_truth
 from cvpipe.detection.metrics import box_iou
-from cvpipe.detection.train import YoloSet
-from cvpipe.model_input import images_frame
-from cvpipe.registry import tracking_uri
+from cvpipe.detection.fit import YoloSet
+from cvpipe.data.model_input import images_frame
+from cvpipe.mlops.registry import tracking_uri
 mlflow.set_tracking_uri(tracking_uri())
 out = {}
 for name in ("coco", "underground"):
@@ -158,7 +158,7 @@ for name in ("coco", "underground"):
     hits = [bool(len(found["boxes"])) and iou[k].max() >= 0.5 and found["classes"][int(iou[k].argmax())] == data.classes.names[c]
             for k, c in enumerate(classes)]
     out[name] = {"objects": len(classes), "found": sum(hits), "predicted": len(found["boxes"])}
-from cvpipe.rle import dsb_decode
+from cvpipe.data.rle import dsb_decode
 from cvpipe.segmentation.data import load_images, load_set
 from cvpipe.segmentation.metrics import image_score
 data = load_set(Path("data/validated/dsb2018"), 0.15, 0.2)
@@ -193,7 +193,7 @@ print(json.dumps(out))
 def test_every_file_a_stage_reads_and_every_module_it_imports_is_a_declared_dependency(checkout, repro):
     """What each stage process really read and imported under `dvc repro` (tests/trace/sitecustomize.py),
     against its deps in dvc.yaml: a missing one would leave a stale cached result after a change."""
-    from cvpipe.pipeline import resolve, within
+    from cvpipe.core.pipeline import resolve, within
 
     _, trace = repro
     specs = {tuple(s.argv[1:]): s for s in resolve(checkout) if s.module}
@@ -234,7 +234,7 @@ KILLS = [  # stage, and where in it the process dies (tests/kill/sitecustomize.p
 def test_a_stage_killed_mid_write_leaves_complete_outputs_and_a_rerun_equals_a_clean_run(checkout, repro, stage, kill):
     """SIGKILL inside the stage, standalone and under `dvc repro`: right after the kill every output
     is still complete (DVC sees the committed hashes), and the rerun gives the clean run's outputs."""
-    from cvpipe.pipeline import resolve
+    from cvpipe.core.pipeline import resolve
 
     (spec,) = [s for s in resolve(checkout) if s.name == stage]
     killer = {"PYTHONPATH": str(REPO / "tests" / "kill"), "CVPIPE_KILL": kill}
@@ -266,7 +266,7 @@ def registry_has_no_orphan(checkout: Path, model: str) -> None:
     script = f"""
 import json, mlflow
 from mlflow import MlflowClient
-from cvpipe.registry import tracking_uri
+from cvpipe.mlops.registry import tracking_uri
 mlflow.set_tracking_uri(tracking_uri())
 client = MlflowClient()
 runs = mlflow.search_runs(search_all_experiments=True, output_format="list")

@@ -1,4 +1,4 @@
-"""``python -m cvpipe.serve NAME`` (``make serve-model``): a registered classifier's ``@champion`` served by
+"""``python -m cvpipe.mlops.serve NAME`` (``make serve-model``): a registered classifier's ``@champion`` served by
 ``mlflow models serve`` on loopback answers base64 images with what the model predicts in process; a
 missing model or alias is one line; ``--request`` prints the body to post."""
 
@@ -16,9 +16,9 @@ import urllib.request
 
 import pytest
 
-from cvpipe import serve
-from cvpipe.model_input import COLUMN, images_frame, request_body
-from cvpipe.servers import free_port
+from cvpipe.data.model_input import COLUMN, images_frame, request_body
+from cvpipe.mlops import serve
+from cvpipe.mlops.servers import free_port
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
 
@@ -83,7 +83,7 @@ def post(url: str, body: str) -> tuple[int, dict]:
 @pytest.fixture
 def served(fruits_manifest, tmp_path, monkeypatch):  # noqa: F811
     """A classifier trained for a few epochs, registered as fruits-classifier@champion in a temporary store,
-    served by ``python -m cvpipe.serve`` on a free loopback port; the whole process group stopped after."""
+    served by ``python -m cvpipe.mlops.serve`` on a free loopback port; the whole process group stopped after."""
     import mlflow
 
     from stages import evaluate, register, train
@@ -101,7 +101,7 @@ def served(fruits_manifest, tmp_path, monkeypatch):  # noqa: F811
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
         "MLFLOW_TRACKING_URI": uri, "TMPDIR": str(tmp_path / "tmp")}  # the model's downloaded copy lands in tmp_path
     with open(tmp_path / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cvpipe.serve", "fruits-classifier", "--port", str(port)], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "cvpipe.mlops.serve", "fruits-classifier", "--port", str(port)], cwd=REPO, env=env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 90

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cvpipe.servers import free_port, s3_client, start_local_s3
-from cvpipe.ui import answers, stop
+from cvpipe.mlops.servers import free_port, s3_client, start_local_s3
+from cvpipe.mlops.ui import answers, stop
 from stages import evaluate, train
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
@@ -81,7 +81,7 @@ def test_register_and_promote_on_postgresql_with_artifacts_in_s3_and_no_secret_l
         assert str(client.get_model_version_by_alias("fruits360-classifier", "champion").version) == "2"
         assert client.get_model_version("fruits360-classifier", "2").tags["promotion.replaces"] == "1"
         from cvpipe.classification.data import load_table
-        from cvpipe.model_input import images_frame
+        from cvpipe.data.model_input import images_frame
 
         table = load_table(fruits_manifest, 0.2)
         test = table.indices("test")[::8]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cvpipe.samples import generate
+from cvpipe.sources.samples import generate
 from stages import convert
 
 pytestmark = pytest.mark.slow
@@ -58,8 +58,8 @@ def test_one_epoch_on_the_converted_sample_without_label_warnings(tmp_path, monk
 
 
 def test_an_interrupted_detection_training_resumes_from_last_pt_and_publishes_only_reproducible_files(tmp_path, monkeypatch):
+    from cvpipe.detection.fit import Interrupted
     from cvpipe.detection.task import DetectionTask
-    from cvpipe.detection.train import Interrupted
 
     root = generate("voc", tmp_path / "underground")
     convert.run("voc-yolo", tmp_path / "yolo", root / "annotations", root / "images", val_fraction=0.25)

@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cvpipe.classmap import ClassMap
-from cvpipe.errors import DataError
-from cvpipe.io import atomic_path
-from cvpipe.manifest import parallel_map, read_manifest_dir
-from cvpipe.pil import open_image
-from cvpipe.splits import check_fraction, unit_hash
+from cvpipe.core.errors import DataError
+from cvpipe.core.io import atomic_path
+from cvpipe.data.classmap import ClassMap
+from cvpipe.data.manifest import parallel_map, read_manifest_dir
+from cvpipe.data.pil import open_image
+from cvpipe.data.splits import check_fraction, unit_hash
 
 CACHE_VERSION = 1  # bump when the decoding or resizing below changes
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics: what torchvision's pretrained weights expect

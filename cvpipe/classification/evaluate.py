@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from cvpipe.io import write_bytes, write_text
-from cvpipe.plots import confusion_csv, matrix_png, png
+from cvpipe.core.io import write_bytes, write_text
+from cvpipe.core.plots import confusion_csv, matrix_png, png
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from torch import nn
 
 from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches
 from cvpipe.classification.models import ARCHITECTURES, build_model
-from cvpipe.errors import ParamsError
-from cvpipe.params import check_keys, choice, flag, mapping, number
-from cvpipe.splits import check_fraction
-from cvpipe.training import ALONE, EarlyStopping, FitResult, LoopState, Ranks, run_epochs, seed_everything
+from cvpipe.core.errors import ParamsError
+from cvpipe.core.params import check_keys, choice, flag, mapping, number
+from cvpipe.data.splits import check_fraction
+from cvpipe.tasks.training import ALONE, EarlyStopping, FitResult, LoopState, Ranks, run_epochs, seed_everything
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
@@ -127,9 +127,9 @@ def fit(
     """Train; ``checkpoint`` (with its ``key``) makes the run resumable. ``stop_after`` ends the
     process's share of the work after that many epochs, as an interruption would (for tests).
 
-    ``ranks`` (torchrun's, :func:`cvpipe.training.training_device`) trains with DDP: ``batch_size`` stays
+    ``ranks`` (torchrun's, :func:`cvpipe.tasks.training.training_device`) trains with DDP: ``batch_size`` stays
     the global batch, each rank trains on its shard of it, and the result is that of the single-process
-    equivalent :func:`cvpipe.training.run_epochs` documents. Validation is split over the ranks by image."""
+    equivalent :func:`cvpipe.tasks.training.run_epochs` documents. Validation is split over the ranks by image."""
     generator = seed_everything(config.seed)
     amp = device.type == "cuda"
     model = build_model(config.architecture, num_classes, config.weights, config.freeze).to(device)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from cvpipe.errors import DataError, ParamsError
+from cvpipe.core.errors import DataError, ParamsError
 
 ARCHITECTURES = ("littlevgg", "resnet18", "mobilenet_v3_small")
 
@@ -81,7 +81,7 @@ def save_trained(path: Path, model: nn.Module, architecture: str, class_names: l
     """The trained weights with what is needed to rebuild and feed the model (written atomically)."""
     import io
 
-    from cvpipe.io import write_bytes
+    from cvpipe.core.io import write_bytes
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()  # not the temporary file: torch names the archive after the file, and the bytes would differ

@@ -2,9 +2,9 @@
 
 Input: a DataFrame with a column ``image`` holding encoded image files (PNG, JPEG..., any size; each is
 decoded to RGB and resized to the model's input size as in training), one per row:
-``pd.DataFrame({"image": [Path("x.jpg").read_bytes()]})``, or :func:`cvpipe.model_input.images_frame`
+``pd.DataFrame({"image": [Path("x.jpg").read_bytes()]})``, or :func:`cvpipe.data.model_input.images_frame`
 of paths, bytes or uint8 pixel arrays. Files and not a pixel tensor so that the same model answers
-``mlflow models serve`` requests with base64 images in JSON (:mod:`cvpipe.model_input` says why).
+``mlflow models serve`` requests with base64 images in JSON (:mod:`cvpipe.data.model_input` says why).
 Output: one class name per image. A row that is not a decodable image is an error naming its index.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
-from cvpipe.model_input import INPUTS, decode_images
+from cvpipe.data.model_input import INPUTS, decode_images
 
 SIGNATURE = ModelSignature(inputs=INPUTS, outputs=Schema([ColSpec("string", name="label")]))
 
@@ -25,7 +25,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         from cvpipe.classification.models import load_trained
-        from cvpipe.training import pick_device
+        from cvpipe.tasks.training import pick_device
 
         self.device = pick_device("auto")
         self.model, self.meta = load_trained(context.artifacts["model"], self.device)

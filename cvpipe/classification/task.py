@@ -8,11 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cvpipe.errors import DataError
-from cvpipe.io import write_json, write_text
-from cvpipe.plots import csv_text
+from cvpipe.core.errors import DataError
+from cvpipe.core.io import write_json, write_text
+from cvpipe.core.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.training import Ranks, fingerprint, on_ranks, pick_device
+from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -117,7 +117,7 @@ class ClassificationTask:
         from cvpipe.classification import mlflow_model
         from cvpipe.classification.data import load_table
         from cvpipe.classification.pyfunc import SIGNATURE
-        from cvpipe.model_input import images_frame
+        from cvpipe.data.model_input import images_frame
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         if not (model_dir / "model.pt").is_file():
@@ -139,8 +139,8 @@ class ClassificationTask:
 
         from cvpipe.classification.data import load_table
         from cvpipe.classification.evaluate import score
-        from cvpipe.model_input import images_frame, takes_files
-        from cvpipe.pil import open_image
+        from cvpipe.data.model_input import images_frame, takes_files
+        from cvpipe.data.pil import open_image
 
         table = load_table(manifest_dir, params.get("val_fraction", 0.2))
         idx = table.indices(split)

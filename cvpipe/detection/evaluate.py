@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cvpipe.core.io import write_bytes, write_text
+from cvpipe.core.plots import confusion_csv, csv_text, matrix_png, png
 from cvpipe.detection.metrics import ImageResult, box_iou, confusion_matrix, detection_scores, greedy_match
-from cvpipe.io import write_bytes, write_text
-from cvpipe.plots import confusion_csv, csv_text, matrix_png, png
 
 BACKGROUND = "background"
 GALLERY_MAX = 12
@@ -32,8 +32,8 @@ class Settings:
 
     @classmethod
     def from_params(cls, section: dict) -> Settings:
-        from cvpipe.errors import ParamsError
-        from cvpipe.params import check_keys, mapping, number
+        from cvpipe.core.errors import ParamsError
+        from cvpipe.core.params import check_keys, mapping, number
 
         section = dict(mapping(section or {}, ""))
         check_keys(section, cls.__dataclass_fields__)
@@ -47,7 +47,7 @@ class Settings:
 
 def read_truth(label: Path, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """A YOLO label file as pixel boxes and class indices."""
-    from cvpipe.detection.labels import read_labels
+    from cvpipe.detection.data import read_labels
 
     rows = read_labels(label, width, height) if label.is_file() else []
     return (np.array([r[1:] for r in rows], dtype=np.float64).reshape(-1, 4), np.array([r[0] for r in rows], dtype=np.int64))
@@ -235,7 +235,7 @@ def gallery_png(files: list[Path], images: list[ImageResult], errors: list[int],
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from cvpipe.pil import open_image
+    from cvpipe.data.pil import open_image
 
     if not files:
         fig, ax = plt.subplots(figsize=(5, 1.5))

@@ -2,9 +2,9 @@
 
 Input: a DataFrame with a column ``image`` holding encoded image files (PNG, JPEG..., any size), one
 per row: ``pd.DataFrame({"image": [Path("x.jpg").read_bytes()]})``, or
-:func:`cvpipe.model_input.images_frame` of paths, bytes or uint8 pixel arrays. Files and not a pixel
+:func:`cvpipe.data.model_input.images_frame` of paths, bytes or uint8 pixel arrays. Files and not a pixel
 tensor so that the same model answers ``mlflow models serve`` requests with base64 images in JSON
-(:mod:`cvpipe.model_input` says why); a row that is not a decodable image is an error naming its index.
+(:mod:`cvpipe.data.model_input` says why); a row that is not a decodable image is an error naming its index.
 Output: a DataFrame with one row per image: ``boxes`` (``[x_min, y_min, x_max, y_max]`` in the
 image's pixels), ``classes`` (names from the dataset's classes.json) and ``scores``, best first.
 Params (``predict(images, params={...})``): ``conf`` (0.25), ``iou`` (non-maximum suppression, 0.7),
@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-from cvpipe.model_input import INPUTS, decode_images
+from cvpipe.data.model_input import INPUTS, decode_images
 
 DEFAULTS = {"conf": 0.25, "iou": 0.7, "max_det": 100}
 SIGNATURE = ModelSignature(
@@ -38,7 +38,7 @@ class Detector(mlflow.pyfunc.PythonModel):
         import json
 
         from cvpipe.detection.ultra import load
-        from cvpipe.training import pick_device
+        from cvpipe.tasks.training import pick_device
 
         load()  # offline: nothing fetched or installed while predicting
         from ultralytics import YOLO

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cvpipe.errors import DataError
+from cvpipe.core.errors import DataError
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,9 @@ class DetectionTask:
               cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
         import torch
 
+        from cvpipe.core.io import remove_dir
         from cvpipe.detection import train as t
-        from cvpipe.io import remove_dir
-        from cvpipe.training import fingerprint
+        from cvpipe.tasks.training import fingerprint
 
         config = t.DetectionConfig.from_params(params)
         dev = t.check_device(device)
@@ -59,8 +59,8 @@ class DetectionTask:
     def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
                  cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         from cvpipe.detection import evaluate as e
+        from cvpipe.detection.fit import YoloSet, check_device
         from cvpipe.detection.metrics import ImageResult
-        from cvpipe.detection.train import YoloSet, check_device
 
         config = e.Settings.from_params(settings or {})
         _ultralytics_loaded(cache_dir)
@@ -88,10 +88,10 @@ class DetectionTask:
                   settings: dict[str, Any] | None = None) -> LoggedModel:
         import mlflow
 
+        from cvpipe.data.model_input import images_frame
         from cvpipe.detection import mlflow_model
+        from cvpipe.detection.fit import YoloSet
         from cvpipe.detection.pyfunc import SIGNATURE
-        from cvpipe.detection.train import YoloSet
-        from cvpipe.model_input import images_frame
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         _model_file(model_dir)
@@ -111,11 +111,11 @@ class DetectionTask:
         import mlflow.pyfunc
         import numpy as np
 
+        from cvpipe.data.model_input import images_frame, takes_files
+        from cvpipe.data.pil import open_image
         from cvpipe.detection.evaluate import read_truth
+        from cvpipe.detection.fit import YoloSet
         from cvpipe.detection.metrics import ImageResult, detection_scores
-        from cvpipe.detection.train import YoloSet
-        from cvpipe.model_input import images_frame, takes_files
-        from cvpipe.pil import open_image
 
         data = YoloSet.read(manifest_dir)
         names = data.classes.names

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cvpipe.io import write_bytes
+from cvpipe.core.io import write_bytes
 
 log = logging.getLogger(__name__)
 # SETTINGS keys of the integrations ultralytics adds to every trainer when True (callbacks/base.py)

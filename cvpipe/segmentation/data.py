@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from cvpipe.errors import DataError
-from cvpipe.manifest import parallel_map, read_manifest_dir
-from cvpipe.pil import open_image
-from cvpipe.splits import check_fraction, unit_hash
+from cvpipe.core.errors import DataError
+from cvpipe.data.manifest import parallel_map, read_manifest_dir
+from cvpipe.data.pil import open_image
+from cvpipe.data.splits import check_fraction, unit_hash
 
 HOLDOUT_SALT = "segmentation-holdout/"
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cvpipe.errors import ParamsError
-from cvpipe.io import write_bytes, write_text
-from cvpipe.params import check_keys, mapping, number
-from cvpipe.plots import csv_text, png
+from cvpipe.core.errors import ParamsError
+from cvpipe.core.io import write_bytes, write_text
+from cvpipe.core.params import check_keys, mapping, number
+from cvpipe.core.plots import csv_text, png
 from cvpipe.segmentation.instances import InstanceConfig
 from cvpipe.segmentation.metrics import THRESHOLDS, ImageScore, image_score, image_type, pixel_scores
 

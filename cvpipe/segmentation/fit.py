@@ -1,6 +1,6 @@
 """U-Net training: crops or resized images, microscopy augmentations, BCE plus Dice, the shared callbacks.
 
-Callbacks and checkpoints are the classifiers' (:mod:`cvpipe.training`): the best weights by
+Callbacks and checkpoints are the classifiers' (:mod:`cvpipe.tasks.training`): the best weights by
 validation loss are kept and restored, early stopping has a patience, the learning rate drops on a
 plateau, and every epoch writes an atomic checkpoint (model, optimiser, scheduler, scaler, RNG and
 callback state), so an interrupted run resumes and ends with the weights of an uninterrupted one.
@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from cvpipe.errors import ParamsError
-from cvpipe.params import check_keys, choice, flag, mapping, number
+from cvpipe.core.errors import ParamsError
+from cvpipe.core.params import check_keys, choice, flag, mapping, number
+from cvpipe.data.splits import check_fraction
 from cvpipe.segmentation.models import ARCHITECTURES, build_model, check_encoder, check_weights_file, load_encoder_weights, multiple
-from cvpipe.splits import check_fraction
-from cvpipe.training import ALONE, EarlyStopping, FitResult, LoopState, Ranks, run_epochs, seed_everything
+from cvpipe.tasks.training import ALONE, EarlyStopping, FitResult, LoopState, Ranks, run_epochs, seed_everything
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -277,7 +277,7 @@ def fit(train: tuple[list[np.ndarray], list[np.ndarray]], val: tuple[list[np.nda
         stop_after: int | None = None, ranks: Ranks = ALONE) -> FitResult:
     """Train on (images, targets) lists; ``checkpoint`` (with its ``key``) makes the run resumable;
     ``stop_after`` ends the process's share after that many epochs, as an interruption would (tests).
-    ``ranks`` trains with DDP, each rank on its shard of every batch (:func:`cvpipe.training.run_epochs`);
+    ``ranks`` trains with DDP, each rank on its shard of every batch (:func:`cvpipe.tasks.training.run_epochs`);
     every rank validates on all validation images, and rank 0's figures decide."""
     generator = seed_everything(config.seed)
     amp = device.type == "cuda"

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from cvpipe.params import check_keys, mapping, number
+from cvpipe.core.params import check_keys, mapping, number
 
 
 @dataclass(frozen=True)

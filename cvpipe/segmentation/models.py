@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cvpipe.errors import DataError, ParamsError
+from cvpipe.core.errors import DataError, ParamsError
 
 ARCHITECTURES = ("unet", "smp_unet")
 DROPOUT_STEPS = (1, 1, 2, 2, 3, 3, 3)  # the course's 0.1, 0.1, 0.2, 0.2, 0.3 for a dropout of 0.1
@@ -108,7 +108,7 @@ def multiple(spec: dict) -> int:
 
 def save_trained(path: Path, model: nn.Module, spec: dict) -> None:
     """Weights and the spec that rebuilds the model: plain tensors and values (``weights_only`` loads it)."""
-    from cvpipe.training import save_checkpoint
+    from cvpipe.tasks.training import save_checkpoint
 
     save_checkpoint(path, {"spec": spec, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}})
 

@@ -2,13 +2,13 @@
 
 Input: a DataFrame with a column ``image`` holding encoded image files (PNG, JPEG..., any size and
 mode, read to RGB as training reads them: :func:`cvpipe.segmentation.data.read_rgb`), one per row:
-``pd.DataFrame({"image": [Path("x.png").read_bytes()]})``, or :func:`cvpipe.model_input.images_frame`
+``pd.DataFrame({"image": [Path("x.png").read_bytes()]})``, or :func:`cvpipe.data.model_input.images_frame`
 of paths, bytes or uint8 pixel arrays. Files and not a pixel tensor so that the same model answers
-``mlflow models serve`` requests with base64 images in JSON (:mod:`cvpipe.model_input` says why); a row
+``mlflow models serve`` requests with base64 images in JSON (:mod:`cvpipe.data.model_input` says why); a row
 that is not a decodable image is an error naming its index.
 Output: a DataFrame with one row per image: ``count`` (nuclei found), ``height``, ``width`` and
 ``encoded_pixels``, one DSB2018 run-length encoding per nucleus (``start length`` pairs, 1-indexed,
-down the columns: :func:`cvpipe.rle.dsb_decode` turns one into a mask), the nuclei never overlapping;
+down the columns: :func:`cvpipe.data.rle.dsb_decode` turns one into a mask), the nuclei never overlapping;
 with ``params={"output": "labels"}`` also ``labels``, the H x W label image (0 background, 1..count).
 Params: ``threshold``, ``min_distance``, ``min_area``, ``smooth`` (default: what was evaluated, in settings.json).
 """
@@ -23,7 +23,7 @@ import pandas as pd
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
-from cvpipe.model_input import INPUTS, decode_images
+from cvpipe.data.model_input import INPUTS, decode_images
 
 OUTPUTS = Schema([ColSpec("long", name="count"), ColSpec("long", name="height"), ColSpec("long", name="width"),
                   ColSpec(Array("string"), name="encoded_pixels")])
@@ -46,7 +46,7 @@ class Segmenter(mlflow.pyfunc.PythonModel):
         import json
 
         from cvpipe.segmentation.models import load_trained
-        from cvpipe.training import pick_device
+        from cvpipe.tasks.training import pick_device
 
         self.device = pick_device("auto")
         self.model, self.spec = load_trained(Path(context.artifacts["model"]), self.device)
@@ -64,7 +64,7 @@ class Segmenter(mlflow.pyfunc.PythonModel):
                                         self.device), config) for image in images]
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
-        from cvpipe.rle import dsb_encode
+        from cvpipe.data.rle import dsb_encode
 
         rows = []
         for labels in self.labels(decode_images(model_input, rgb), params):

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cvpipe.errors import DataError
-from cvpipe.io import write_text
-from cvpipe.rle import dsb_decode, dsb_encode
+from cvpipe.core.errors import DataError
+from cvpipe.core.io import write_text
+from cvpipe.data.rle import dsb_decode, dsb_encode
 from cvpipe.segmentation.metrics import dsb_score, image_score
 
 HEADER = ["ImageId", "EncodedPixels"]

@@ -10,11 +10,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from cvpipe.errors import DataError
-from cvpipe.io import sha256_file, write_json, write_text
-from cvpipe.plots import csv_text
+from cvpipe.core.errors import DataError
+from cvpipe.core.io import sha256_file, write_json, write_text
+from cvpipe.core.plots import csv_text
 from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.training import Ranks, fingerprint, on_ranks, pick_device
+from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -128,7 +128,7 @@ class SegmentationTask:
                   settings: dict[str, Any] | None = None) -> LoggedModel:
         import mlflow
 
-        from cvpipe.model_input import images_frame
+        from cvpipe.data.model_input import images_frame
         from cvpipe.segmentation import mlflow_model
         from cvpipe.segmentation.evaluate import Settings
         from cvpipe.segmentation.pyfunc import signature
@@ -155,7 +155,7 @@ class SegmentationTask:
         import mlflow.pyfunc
         import numpy as np
 
-        from cvpipe.model_input import images_frame, takes_files
+        from cvpipe.data.model_input import images_frame, takes_files
         from cvpipe.segmentation.data import load_images
         from cvpipe.segmentation.evaluate import by_type, score_image
 

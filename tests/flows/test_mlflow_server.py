@@ -53,8 +53,8 @@ def test_a_port_in_use_is_named_before_anything_starts(tmp_path, capsys, no_aws)
 
 
 def test_a_data_folder_too_deep_for_postgresqls_socket_is_refused(tmp_path):
-    from cvpipe.errors import CvpipeError
-    from cvpipe.servers import start_postgres
+    from cvpipe.core.errors import CvpipeError
+    from cvpipe.mlops.servers import start_postgres
 
     deep = tmp_path / ("x" * 60) / ("y" * 40)
     with pytest.raises(CvpipeError, match="too long a path for PostgreSQL's Unix socket"):
@@ -63,7 +63,7 @@ def test_a_data_folder_too_deep_for_postgresqls_socket_is_refused(tmp_path):
 
 
 def test_the_flows_dask_option_takes_local_or_a_scheduler_address():
-    from cvpipe.errors import UsageError
+    from cvpipe.core.errors import UsageError
     from flows.pipeline import dask_runner
 
     assert dask_runner("tcp://10.0.0.5:8786").address == "tcp://10.0.0.5:8786"

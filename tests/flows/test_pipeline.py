@@ -35,7 +35,7 @@ def flow(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_a_failed_gate_stops_its_dataset_with_the_summary_in_one_error_line(project):
-    from cvpipe.samples import generate
+    from cvpipe.sources.samples import generate
 
     generate("fruits360", project / "data/raw/fruits360")
     (project / "data/raw/fruits360/Test/Kiwi/broken.jpg").write_bytes(b"\xff\xd8\xff\xe0")

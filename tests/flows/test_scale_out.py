@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cvpipe.servers import free_port
+from cvpipe.mlops.servers import free_port
 from tests.conftest import REPO
 from tests.flows.conftest import copy_project, flow_env
 
@@ -39,7 +39,7 @@ def test_prefect_yaml_is_written_from_the_schedules_of_params_yaml(monkeypatch):
 
 
 def test_a_worker_on_the_process_pool_runs_a_deployment_of_the_pipeline(tmp_path, monkeypatch):
-    from cvpipe.ui import start_prefect, stop
+    from cvpipe.mlops.ui import start_prefect, stop
 
     project = copy_project(tmp_path / "project", ["fruits360"])
     port = free_port()
@@ -94,8 +94,8 @@ def files(root: Path) -> dict[str, Path]:
 
 
 def test_data_stages_on_a_local_dask_cluster_match_the_stages_run_one_by_one(tmp_path):
-    from cvpipe.pipeline import in_order, resolve
-    from cvpipe.samples import generate
+    from cvpipe.core.pipeline import in_order, resolve
+    from cvpipe.sources.samples import generate
 
     one, dask = copy_project(tmp_path / "one", ["underground"]), copy_project(tmp_path / "dask", ["underground"])
     generate("voc", one / "data/raw/underground")

@@ -10,8 +10,8 @@ import pytest
 from mlflow import MlflowClient
 
 from cvpipe.classification.data import load_table
-from cvpipe.errors import CvpipeError
-from cvpipe.model_input import images_frame
+from cvpipe.core.errors import CvpipeError
+from cvpipe.data.model_input import images_frame
 from stages import evaluate, register, train
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cvpipe.samples import generate
+from cvpipe.sources.samples import generate
 from stages import convert, ingest, validate
 from tests.conftest import REPO
 
@@ -65,7 +65,7 @@ def test_data_flow_on_a_local_dask_cluster_writes_the_same_bytes(tmp_path, caplo
     data_flow(raw, out, params_file(tmp_path, None, workers=1), workers=1)
     sequential = tree(out)
     shutil.rmtree(out)
-    caplog.set_level("INFO", logger="cvpipe.parallel")
+    caplog.set_level("INFO", logger="cvpipe.data.parallel")
     data_flow(raw, out, params_file(tmp_path, {"workers": 2, "threads_per_worker": 1, "min_items": 0}, workers=1), workers=1)
     on_dask = tree(out)
     assert caplog.text.count("dask: local cluster, 2 processes") == 8  # every stage started its cluster

@@ -10,10 +10,10 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from cvpipe.classmap import ClassMap
-from cvpipe.manifest import MANIFEST_SCHEMA
-from cvpipe.samples import coco as coco_sample
-from cvpipe.samples import generate
+from cvpipe.data.classmap import ClassMap
+from cvpipe.data.manifest import MANIFEST_SCHEMA
+from cvpipe.sources.samples import coco as coco_sample
+from cvpipe.sources.samples import generate
 from stages import ingest
 from tests.conftest import REPO, write_image
 
@@ -95,14 +95,14 @@ def test_record_policy_writes_bad_annotations_into_the_tables(tmp_path):
 
 def test_a_killed_ingest_leaves_the_old_complete_folder_and_mixed_tables_are_refused(tmp_path):
     """The manifest folder is replaced as one unit; tables of two runs side by side are named, not used."""
-    from cvpipe.errors import DataError
-    from cvpipe.manifest import read_manifest_dir
+    from cvpipe.core.errors import DataError
+    from cvpipe.data.manifest import read_manifest_dir
 
     root = generate("dsb2018", tmp_path / "raw")
     out = tmp_path / "m"
     ingest.run("dsb2018", root, out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    code = (f"import os, stages.ingest as i, cvpipe.manifest as m\n"
+    code = (f"import os, stages.ingest as i, cvpipe.data.manifest as m\n"
             f"real = m.write_table\n"
             f"def dying(rows, schema, target):\n"
             f"    n = real(rows, schema, target)\n"

@@ -24,7 +24,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from cvpipe.registry import reconcile
+from cvpipe.mlops.registry import reconcile
 from stages import evaluate, register, train
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from cvpipe.model_input import images_frame
-from cvpipe.rle import dsb_decode
+from cvpipe.data.model_input import images_frame
+from cvpipe.data.rle import dsb_decode
 from stages import evaluate, register, train
 from tests.conftest import REPO
 
@@ -21,7 +21,7 @@ SETTINGS = {"instances": {"min_distance": 5, "min_area": 15}, "gallery": 3}
 @pytest.fixture(scope="module")
 def dsb_manifest(tmp_path_factory):
     from cvpipe.gate import GateConfig
-    from cvpipe.samples import generate
+    from cvpipe.sources.samples import generate
     from stages import ingest, validate
 
     tmp = tmp_path_factory.mktemp("dsb")

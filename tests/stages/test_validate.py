@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from cvpipe.core.params import load_params
 from cvpipe.gate import GateConfig
-from cvpipe.params import load_params
-from cvpipe.samples import generate
-from cvpipe.samples import voc as voc_sample
+from cvpipe.sources.samples import generate
+from cvpipe.sources.samples import voc as voc_sample
 from stages import ingest, validate
 from stages.validate import config_from_params
 from tests.conftest import REPO, write_image

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cvpipe.errors import DataError
-from cvpipe.samples import generate
+from cvpipe.core.errors import DataError
+from cvpipe.sources.samples import generate
 from stages import ingest
 from tests.conftest import REPO, write_image
 from tests.stages.test_validate import failures_naming, gate, named
@@ -361,7 +361,7 @@ def test_the_validate_command_exits_1_naming_the_empty_split(tmp_path):
 
 
 def test_converters_refuse_a_non_finite_box_even_without_the_gate():
-    from cvpipe.detection.dataset import Box, BoxCleaner, Item
+    from cvpipe.convert.dataset import Box, BoxCleaner, Item
 
     item = Item(Path("a.jpg"), "a.jpg", 10, 10, "train", "a", [Box(0, "x", 1.0, 1.0, float("nan"), 5.0, "a.xml")])
     with pytest.raises(DataError, match=r"a\.xml: box \(1, 1, nan, 5\) on 'a\.jpg' has a coordinate that is not a finite number"):
@@ -369,7 +369,7 @@ def test_converters_refuse_a_non_finite_box_even_without_the_gate():
 
 
 def test_converters_refuse_two_coco_images_with_one_id(tmp_path):
-    from cvpipe.detection.dataset import from_coco
+    from cvpipe.convert.dataset import from_coco
 
     (tmp_path / "images").mkdir()
     doc = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}], "annotations": [],
@@ -380,7 +380,7 @@ def test_converters_refuse_two_coco_images_with_one_id(tmp_path):
 
 
 def test_converters_refuse_two_images_whose_label_files_would_collide():
-    from cvpipe.detection.dataset import Item, output_names
+    from cvpipe.convert.dataset import Item, output_names
 
     items = [Item(Path(f"d/{n}"), n, 1, 1, "train", n) for n in ("a/x.jpg", "a/x.png", "b/x.jpg")]
     with pytest.raises(DataError, match="same name but for its extension"):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cvpipe.classification.data import ImageTable, load_table
-from cvpipe.samples import generate
+from cvpipe.sources.samples import generate
 from stages import ingest
 
 COLOURS = {"blue": (30, 60, 220), "green": (30, 200, 60), "red": (220, 40, 40)}

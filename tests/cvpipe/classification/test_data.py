@@ -6,7 +6,7 @@ import torch
 
 from cvpipe.classification import data
 from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches, load_table, load_tensors
-from cvpipe.errors import DataError
+from cvpipe.core.errors import DataError
 
 
 def test_table_keeps_test_and_carves_a_stable_val_from_train(fruits_manifest):

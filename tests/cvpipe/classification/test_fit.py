@@ -6,7 +6,7 @@ import torch
 
 from cvpipe.classification.data import AugmentConfig
 from cvpipe.classification.fit import TrainConfig, fit, predict
-from cvpipe.training import TrainingError, pick_device
+from cvpipe.tasks.training import TrainingError, pick_device
 from tests.cvpipe.classification.conftest import squares
 
 CPU = torch.device("cpu")
@@ -89,7 +89,7 @@ def test_unknown_parameters_and_devices_are_named():
 def test_a_checkpoint_that_would_run_code_is_refused_without_running(tmp_path):
     import pickle
 
-    from cvpipe.training import load_checkpoint
+    from cvpipe.tasks.training import load_checkpoint
 
     marker = tmp_path / "ran"
 

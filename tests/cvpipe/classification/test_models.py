@@ -5,7 +5,7 @@ import torch
 from torchvision import models as tvm
 
 from cvpipe.classification.models import ARCHITECTURES, build_model, load_trained, save_trained
-from cvpipe.errors import DataError
+from cvpipe.core.errors import DataError
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cvpipe.classification.data import decode_resized
-from cvpipe.model_input import INPUTS, images_frame, request_body
+from cvpipe.data.model_input import INPUTS, images_frame, request_body
 
 NAMES = ["blue", "green", "red"]
 
@@ -88,7 +88,7 @@ def test_a_model_registered_before_models_took_files_still_predicts_from_pixels(
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
-    from cvpipe.model_input import takes_files
+    from cvpipe.data.model_input import takes_files
 
     pixels = Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1, 3))])
     legacy = saved(model_file, tmp_path / "legacy", ModelSignature(inputs=pixels, outputs=Schema([ColSpec("string", name="label")])))

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
+from cvpipe.core.errors import ParamsError
 from cvpipe.detection.evaluate import Settings, coco_evaluate, errors_per_image, precision_recall, write_report
 from cvpipe.detection.metrics import ImageResult, detection_scores
-from cvpipe.errors import ParamsError
 from tests.conftest import write_image
 
 NAMES = ["cat", "dog", "bird"]

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from cvpipe.classmap import ClassMap
+from cvpipe.data.classmap import ClassMap
+from cvpipe.data.model_input import images_frame, request_body
 from cvpipe.detection.ultra import load, portable_checkpoint
-from cvpipe.model_input import images_frame, request_body
 
 NAMES = ["roundel", "way out", "platform sign"]
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from cvpipe.detection.train import best_of
+from cvpipe.detection.fit import best_of
 
 
 def test_the_projects_settings_file_gets_every_integration_turned_off(tmp_path):

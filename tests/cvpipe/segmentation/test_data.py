@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvpipe.errors import DataError
+from cvpipe.core.errors import DataError
 from cvpipe.segmentation.data import contact, load_set, read_instances, read_rgb, targets
 
 
@@ -54,7 +54,7 @@ def test_contact_marks_only_where_two_nuclei_meet():
 
 def test_splits_are_stable_and_the_holdout_is_never_trained_on(tmp_path):
     from cvpipe.gate import GateConfig
-    from cvpipe.samples import generate
+    from cvpipe.sources.samples import generate
     from stages import ingest, validate
 
     raw = generate("dsb2018", tmp_path / "raw")

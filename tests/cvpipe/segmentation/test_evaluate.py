@@ -46,7 +46,7 @@ def test_summary_and_reports(tmp_path):
 
 
 def test_bad_evaluate_settings_name_the_key():
-    from cvpipe.errors import ParamsError
+    from cvpipe.core.errors import ParamsError
 
     with pytest.raises(ParamsError, match=r"instances\.min_area"):
         Settings.from_params({"instances": {"min_area": -3}})

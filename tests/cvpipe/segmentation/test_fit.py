@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvpipe.errors import DataError, ParamsError
+from cvpipe.core.errors import DataError, ParamsError
 from cvpipe.segmentation.fit import CropBatches, SegmentationConfig, bce_dice, fit, predict_probs
 from cvpipe.segmentation.models import UNet, build_model, load_encoder_weights
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cvpipe.errors import ParamsError
+from cvpipe.core.errors import ParamsError
 from cvpipe.segmentation.instances import InstanceConfig, instances, relabel
 from cvpipe.segmentation.metrics import image_score
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from cvpipe.model_input import images_frame, request_body
-from cvpipe.rle import dsb_decode
+from cvpipe.data.model_input import images_frame, request_body
+from cvpipe.data.rle import dsb_decode
 
 
 @pytest.fixture(scope="module")

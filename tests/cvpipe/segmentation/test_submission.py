@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cvpipe.errors import DataError
-from cvpipe.rle import dsb_encode
+from cvpipe.core.errors import DataError
+from cvpipe.data.rle import dsb_encode
 from cvpipe.segmentation import submission
 from cvpipe.segmentation.submission import read_rle_csv, score_submission, write_submission
 

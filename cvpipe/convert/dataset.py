@@ -1,0 +1,401 @@
+"""A detection dataset in memory: images with their real sizes and boxes, and the class map.
+
+Built from a validated manifest (the pipeline's route) or straight from a source's annotations (the
+stand-alone CLI), and consumed by the YOLO and TFRecord writers.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+
+from cvpipe.core.errors import DataError
+from cvpipe.data.classmap import ClassEntry, ClassMap
+from cvpipe.data.files import list_images, rel, require_dir, split_name
+from cvpipe.data.imagesize import image_size
+from cvpipe.data.manifest import ManifestDir, WorkPool, parallel_map
+from cvpipe.data.splits import check_fraction, unit_hash
+from cvpipe.sources import simpsons, voc
+
+SPLITS = ("train", "val", "test")
+
+
+class Box(NamedTuple):
+    """A box in pixels as the source gave it; ``annotation`` says where, for messages."""
+
+    class_index: int | None
+    source_class: str | None
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    annotation: str
+    iscrowd: bool = False
+    difficult: bool = False
+    truncated: bool = False
+    pose: str = ""
+
+
+@dataclass
+class Item:
+    """One image: its file, path relative to the dataset (for names), real size, split and boxes."""
+
+    file: Path
+    path: str
+    width: int
+    height: int
+    split: str
+    source_id: str
+    boxes: list[Box] = field(default_factory=list)
+
+
+@dataclass
+class DetectionSet:
+    classes: ClassMap
+    items: list[Item]
+    notes: Counter = field(default_factory=Counter)
+
+
+# -------------------------------------------------------------------------------- from a manifest
+
+
+def from_manifest(manifest: ManifestDir) -> DetectionSet:
+    """Images and boxes of a (validated) manifest folder; sizes are the probed, real ones."""
+    root, classes = manifest.root, manifest.classes
+    boxes: dict[str, list[Box]] = {}
+    if manifest.boxes is not None:
+        for b in manifest.boxes.to_pylist():
+            if b["error"] is not None:
+                raise DataError(b["annotation"], f"unparsable annotation: {b['error']}")
+            boxes.setdefault(b["path"], []).append(
+                Box(b["class_index"], b["source_class"], b["x_min"], b["y_min"], b["x_max"], b["y_max"],
+                    b["annotation"], b["iscrowd"], b["difficult"], b["truncated"], b["pose"] or "")
+            )
+    items, notes = [], Counter()
+    for row in manifest.images.to_pylist():
+        for column in ("locate_error", "annotation_error", "probe_error"):
+            if row[column] is not None:
+                raise DataError(root / row["path"], f"{column}: {row[column]} (validate the manifest first)")
+        if manifest.source == "voc" and row["source_id"] is None:
+            notes["images_without_annotation_skipped"] += 1  # never annotated is not the same as empty
+            continue
+        if manifest.source == "simpsons" and row["path"] not in boxes:
+            notes["images_without_annotation_skipped"] += 1
+            continue
+        items.append(Item(root / row["path"], row["path"], row["width"], row["height"], row["split"],
+                          row["source_id"] or row["path"], boxes.pop(row["path"], [])))
+    for path, orphans in boxes.items():
+        raise DataError(orphans[0].annotation, f"box on image {path!r}, which the manifest does not have")
+    return DetectionSet(classes, items, notes)
+
+
+# ----------------------------------------------------------------------------- from source files
+
+
+class _CocoImage(msgspec.Struct):
+    id: int
+    file_name: str
+
+
+class _CocoAnnotation(msgspec.Struct):
+    image_id: int
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    id: int | None = None
+    iscrowd: int = 0
+
+
+class _CocoCategory(msgspec.Struct):
+    id: int
+    name: str
+
+
+class _CocoFile(msgspec.Struct):
+    images: list[_CocoImage]
+    categories: list[_CocoCategory]
+    annotations: list[_CocoAnnotation] = []
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small objects that form no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_coco(path: Path) -> _CocoFile:
+    """Decode only what boxes need (no polygons, no RLE): several times faster than ``json.load``."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(path, f"cannot be read: {exc.strerror}") from exc
+    try:
+        return msgspec.json.decode(data, type=_CocoFile)
+    except msgspec.ValidationError as exc:
+        raise DataError(path, f"not a COCO instances file: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise DataError(path, f"malformed JSON: {exc}") from None
+
+
+def coco80_classes() -> ClassMap:
+    """The 80-class COCO convention (ultralytics' ``cls91to80``): COCO's names by their 91-ids."""
+    from ultralytics.data.converter import coco91_to_coco80_class
+    from ultralytics.utils import ROOT, YAML
+
+    names = YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"]
+    table = coco91_to_coco80_class()
+    return ClassMap(tuple(ClassEntry(idx, names[idx], cid + 1) for cid, idx in enumerate(table) if idx is not None))
+
+
+def from_coco(path: Path, images: Path, classes: ClassMap | None = None, cls91to80: bool = False,
+              workers: int | WorkPool | None = 1, sizes: bool = True) -> DetectionSet:
+    """A COCO instances file and its image folder; category ids map to contiguous indices.
+
+    ``sizes=False`` leaves width and height 0 for a writer that reads every image anyway.
+    """
+    require_dir(images, "COCO image folder")
+    with no_gc():
+        dset = _coco_set(path, images, read_coco(path), classes, cls91to80)
+        return _with_sizes(dset, workers) if sizes else dset
+
+
+def _coco_set(path: Path, images: Path, doc: _CocoFile, classes: ClassMap | None, cls91to80: bool) -> DetectionSet:
+    declared = {c.id: c.name for c in doc.categories}
+    if cls91to80:
+        classes = coco80_classes()
+        for cid, name in declared.items():
+            entry = next((c for c in classes.classes if c.source_id == cid), None)
+            if entry is None or entry.name != name:
+                raise DataError(path, f"category {cid} {name!r} is not COCO's: --cls91to80 is for COCO itself only")
+    elif classes is None:
+        classes = ClassMap.from_source_ids(declared.items())
+    by_source = {c.source_id: c.index for c in classes.classes if c.source_id is not None}
+    by_name = {c.name: c.index for c in classes.classes}
+    split = split_name(path.stem.removeprefix("instances_"))
+    split = split if split in SPLITS else "unsplit"
+    base = str(images)
+    items: dict[int, Item] = {}
+    for im in doc.images:
+        if im.id in items:  # boxes of one image would land on the other
+            raise DataError(path, f"image id {im.id} is given to both {items[im.id].path!r} and {im.file_name!r}")
+        items[im.id] = Item(Path(f"{base}/{im.file_name}"), im.file_name, 0, 0, split, str(im.id))
+    where = path.name
+    for a in doc.annotations:
+        item = items.get(a.image_id)
+        if item is None:
+            raise DataError(path, f"annotation {a.id} refers to image_id {a.image_id}, which the file does not list")
+        name = declared.get(a.category_id)
+        index = by_source.get(a.category_id, by_name.get(name)) if name is not None else None
+        x, y, w, h = a.bbox
+        item.boxes.append(Box(index, name or str(a.category_id), x, y, x + w, y + h, f"{where}#{a.id}", bool(a.iscrowd)))
+    return DetectionSet(classes, list(items.values()))
+
+
+def from_voc(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | WorkPool | None = 1,
+             sizes: bool = True) -> DetectionSet:
+    """LabelImg XML files and their image folder; an image no XML names was never annotated.
+
+    ``sizes=False`` leaves width and height 0 for a writer that reads every image anyway.
+    """
+    found = voc.scan(images, classes_file, strict=True, ann_dir=annotations, image_dirs=[images])
+    index = {c.name: c.index for c in found.classes.classes}
+    root = os.fspath(images)
+    items = []
+    for entry in found.entries:
+        a = entry.annotation  # strict: parsed
+        if entry.locate_error is not None:
+            raise DataError(entry.xml, entry.locate_error)
+        source_id = rel(entry.xml, root)
+        path = rel(entry.file, root)
+        boxes = [Box(index.get(o.name), o.name, o.x_min, o.y_min, o.x_max, o.y_max, source_id, False,
+                     o.difficult, o.truncated, o.pose or "") for o in a.objects]
+        items.append(Item(Path(entry.file), path, 0, 0, "unsplit", source_id, boxes))
+    notes = Counter(images_without_annotation_skipped=len(found.background))
+    dset = DetectionSet(found.classes, items, +notes)
+    return _with_sizes(dset, workers) if sizes else dset
+
+
+def from_simpsons(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | WorkPool | None = 1) -> DetectionSet:
+    """``annotation.txt`` and the ``simpsons_dataset`` folder; only annotated images are used."""
+    require_dir(images, "Simpsons image folder")
+    if classes_file is not None:
+        classes = ClassMap.load(classes_file)
+    else:
+        classes = ClassMap.from_names(sorted(d.name for d in images.iterdir() if d.is_dir()))
+    if not annotations.is_file():
+        raise DataError(annotations, "annotation file not found")
+    rows = simpsons.read_annotations(annotations, images, images, classes, strict=True)
+    items: dict[str, Item] = {}
+    for b in rows:
+        item = items.setdefault(b["path"], Item(images / b["path"], b["path"], 0, 0, "unsplit", b["path"]))
+        where = f"{annotations.name}:{b['source_id']}"
+        item.boxes.append(Box(b["class_index"], b["source_class"], b["x_min"], b["y_min"], b["x_max"], b["y_max"], where))
+    annotated = set(items)
+    notes = Counter(images_without_annotation_skipped=sum(
+        1 for d in images.iterdir() if d.is_dir() for f in list_images(d) if rel(f, images) not in annotated
+    ))
+    return _with_sizes(DetectionSet(classes, list(items.values()), notes), workers)
+
+
+def _with_sizes(dset: DetectionSet, workers: int | WorkPool | None) -> DetectionSet:
+    """Real image sizes from the file headers (never the annotation's claim)."""
+    sizes = parallel_map(probe_size, [i.file for i in dset.items], "image sizes", workers, chunk=512)
+    for item, (width, height, error) in zip(dset.items, sizes, strict=True):
+        if error is not None:
+            raise DataError(item.file, error)
+        item.width, item.height = width, height
+    return dset
+
+
+def probe_size(file: Path) -> tuple[int | None, int | None, str | None]:
+    """(width, height, error) from the header only: sizes are all conversion needs."""
+    try:
+        return (*image_size(file), None)
+    except Exception as exc:  # noqa: BLE001 - reported with the file's name
+        return None, None, size_error(exc)
+
+
+def size_error(exc: Exception) -> str:
+    """What to say when an image's size cannot be read."""
+    return "image file not found" if isinstance(exc, FileNotFoundError) else f"cannot read the image: {exc}"
+
+
+# ------------------------------------------------------------------------------------------ splits
+
+
+def assign_splits(dset: DetectionSet, val_fraction: float) -> None:
+    """Keep the source's train/val/test; if there is no val, move a stable hashed ``val_fraction`` of
+    the training images there. Hashing the path keeps every image's split when images are added."""
+    check_fraction(val_fraction, "convert.val_fraction")
+    has_val = any(i.split == "val" for i in dset.items)
+    for item in dset.items:
+        if item.split == "unsplit":
+            item.split = "train"
+        if not has_val and item.split == "train" and unit_hash(item.path) < val_fraction:
+            item.split = "val"
+
+
+def output_names(items: list[Item]) -> list[str]:
+    """File stems for the output: the image's stem, or its relative path joined by ``__`` when two
+    images share a stem (Simpsons' ``pic_0000.jpg`` is in every character's folder)."""
+    stems = [Path(i.path).stem for i in items]
+    if len({s.casefold() for s in stems}) == len(stems):
+        return stems
+    names = [str(Path(i.path).with_suffix("")).replace("\\", "/").replace("/", "__").lstrip("._") for i in items]
+    first: dict[str, str] = {}
+    for item, name in zip(items, names, strict=True):
+        other = first.setdefault(name.casefold(), item.path)
+        if other != item.path:  # x.jpg and x.png: one label file for two images
+            raise DataError(item.file, f"has the same name but for its extension (or case) as {other!r}: "
+                            "their label files would collide")
+    return names
+
+
+
+# ------------------------------------------------------------------------------------- clean boxes
+
+
+class CleanBox(NamedTuple):
+    """A box ready to write: class index, corners ordered and inside the image, in pixels."""
+
+    class_index: int
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    difficult: bool
+    truncated: bool
+    pose: str
+    class_name: str
+
+
+def clean_boxes(dset: DetectionSet, drop_difficult: bool = False) -> tuple[list[list[CleanBox]], Counter, list[dict]]:
+    """Per item, the boxes to write; counts of what was changed; and the dropped boxes with reasons.
+
+    See :class:`BoxCleaner`; this cleans every item of ``dset`` in order.
+    """
+    cleaner = BoxCleaner(dset.classes.names, drop_difficult)
+    out, dropped = [], []
+    for item in dset.items:
+        kept, lost = cleaner.clean(item)
+        out.append(kept)
+        dropped += lost
+    return out, cleaner.counts(), dropped
+
+
+class BoxCleaner:
+    """Cleans the boxes of one item at a time and counts what it changed.
+
+    Crowd regions are skipped (as COCO's own tools and ultralytics do); corners given in the wrong
+    order are ordered; boxes past the image are clipped; boxes of zero size after that, and exact
+    duplicates, are dropped and reported. A class missing from the class map is an error. One
+    cleaner per thread; :meth:`counts` of several add up.
+    """
+
+    FIELDS = ("crowd_skipped", "difficult_dropped", "corners_ordered", "clipped", "zero_size_dropped",
+              "duplicates_dropped", "boxes", "background_images")
+
+    def __init__(self, names: list[str], drop_difficult: bool = False) -> None:
+        self.names, self.drop_difficult = names, drop_difficult
+        self._totals = [0] * len(self.FIELDS)
+
+    def counts(self) -> Counter:
+        return +Counter(dict(zip(self.FIELDS, self._totals, strict=True)))
+
+    def clean(self, item: Item) -> tuple[list[CleanBox], list[dict]]:
+        """The item's boxes to write (its width and height must be known) and those dropped, with why."""
+        names = self.names
+        crowd = difficult = ordered = clipped = zero = duplicates = 0
+        kept: list[CleanBox] = []
+        dropped: list[dict] = []
+        seen: set[tuple] = set()
+        w, h = item.width, item.height
+        for b in item.boxes:
+            if b.class_index is None:
+                raise DataError(b.annotation, f"class {b.source_class!r} is not in the class map {names}")
+            if not (math.isfinite(b.x_min) and math.isfinite(b.y_min) and math.isfinite(b.x_max) and math.isfinite(b.y_max)):
+                raise DataError(b.annotation, f"box ({b.x_min:g}, {b.y_min:g}, {b.x_max:g}, {b.y_max:g}) on {item.path!r} "
+                                "has a coordinate that is not a finite number")
+            if b.iscrowd:
+                crowd += 1
+                continue
+            if b.difficult and self.drop_difficult:
+                difficult += 1
+                continue
+            x0, x1 = (b.x_min, b.x_max) if b.x_min <= b.x_max else (b.x_max, b.x_min)
+            y0, y1 = (b.y_min, b.y_max) if b.y_min <= b.y_max else (b.y_max, b.y_min)
+            ordered += x0 != b.x_min or y0 != b.y_min
+            cx0, cy0 = min(max(x0, 0.0), w), min(max(y0, 0.0), h)
+            cx1, cy1 = min(max(x1, 0.0), w), min(max(y1, 0.0), h)
+            clipped += cx0 != x0 or cy0 != y0 or cx1 != x1 or cy1 != y1
+            if cx1 <= cx0 or cy1 <= cy0:
+                zero += 1
+                dropped.append({"annotation": b.annotation, "image": item.path, "reason": "zero size",
+                                "box": [b.x_min, b.y_min, b.x_max, b.y_max]})
+                continue
+            key = (b.class_index, cx0, cy0, cx1, cy1)
+            if key in seen:
+                duplicates += 1
+                dropped.append({"annotation": b.annotation, "image": item.path, "reason": "duplicate box",
+                                "box": [b.x_min, b.y_min, b.x_max, b.y_max]})
+                continue
+            seen.add(key)
+            kept.append(CleanBox(b.class_index, cx0, cy0, cx1, cy1, b.difficult, b.truncated, b.pose, names[b.class_index]))
+        t = self._totals
+        for k, n in enumerate((crowd, difficult, ordered, clipped, zero, duplicates, len(kept), not kept)):
+            t[k] += n
+        return kept, dropped

@@ -1,0 +1,1 @@
+"""MLflow and servers: the model registry, serving, the shared tracking server, the UIs."""

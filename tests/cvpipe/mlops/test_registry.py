@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+
+from cvpipe.mlops.registry import dvc_lineage, flatten, promotion_decision, tracking_uri
+
+
+def test_first_model_is_promoted():
+    d = promotion_decision(0.8, {"a": 0.8}, None, None, 0.0, 0.05)
+    assert d.promote and "no champion" in d.reason
+
+
+def test_a_tie_or_a_small_gain_does_not_promote():
+    assert not promotion_decision(0.9, {"a": 0.9}, 0.9, {"a": 0.9}, 0.0, 0.05).promote
+    d = promotion_decision(0.91, {"a": 0.91}, 0.9, {"a": 0.9}, 0.02, 0.05)
+    assert not d.promote and "margin 0.02" in d.reason
+
+
+def test_a_better_model_that_sacrifices_one_class_is_not_promoted():
+    champion = {"a": 0.9, "b": 0.9, "c": 0.9}
+    new = {"a": 1.0, "b": 1.0, "c": 0.8}  # macro-F1 up from 0.9 to 0.933, but c drops by 0.1
+    d = promotion_decision(sum(new.values()) / 3, new, 0.9, champion, 0.0, 0.05)
+    assert not d.promote and "'c' drops by 0.1000" in d.reason
+    assert promotion_decision(sum(new.values()) / 3, new, 0.9, champion, 0.0, 0.15).promote
+
+
+def test_flatten_and_tracking_uri(tmp_path, monkeypatch):
+    assert flatten({"a": 1, "b": {"c": 2, "d": {"e": None}}}) == {"a": 1, "b.c": 2, "b.d.e": None}
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(tmp_path / "mlruns") == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking_uri(tmp_path / "mlruns") == "http://127.0.0.1:5000"
+
+
+def test_dvc_lineage_reads_the_train_stage_of_the_lock(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  train@toy:\n    cmd: python -m stages.train --dataset toy --out models/toy\n    deps:\n"
+        "    - path: data/validated/toy\n      md5: abc.dir\n    - path: stages/train.py\n      md5: fff\n"
+        "    params:\n      params.yaml:\n        classification.datasets.toy:\n          epochs: 3\n"
+        "    outs:\n    - path: models/toy\n      md5: def.dir\n"
+    )
+    tags = dvc_lineage(lock, "toy")
+    assert tags["dvc.dep.data/validated/toy"] == "abc.dir" and tags["dvc.out.models/toy"] == "def.dir"
+    assert json.loads(tags["dvc.params.params.yaml"]) == {"classification.datasets.toy": {"epochs": 3}}
+    assert "dvc.dep.stages/train.py" not in tags
+    assert dvc_lineage(lock, "to") == {} and dvc_lineage(lock, "other") == {} and dvc_lineage(tmp_path / "none.lock", "x") == {}
