@@ -74,7 +74,8 @@ def main() -> None:
         (data / "data.yaml").write_text(yaml.safe_dump(doc | {"path": str(data)}, sort_keys=False))  # the CLI reads it as is
         section = yaml.safe_load((REPO / "params.yaml").read_text())["detection"]["datasets"][args.dataset]
 
-        from cvpipe.detection.fit import DetectionConfig, YoloSet, training_mirror
+        from cvpipe.detection.data import YoloSet, training_mirror
+        from cvpipe.detection.fit import DetectionConfig
 
         config = DetectionConfig.from_params(section)
         mirror = base / "mirror"

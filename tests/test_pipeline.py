@@ -143,7 +143,7 @@ from PIL import Image
 from mlflow import MlflowClient
 from cvpipe.detection.evaluate import read_truth
 from cvpipe.detection.metrics import box_iou
-from cvpipe.detection.fit import YoloSet
+from cvpipe.detection.data import YoloSet
 from cvpipe.data.model_input import images_frame
 from cvpipe.mlops.registry import tracking_uri
 mlflow.set_tracking_uri(tracking_uri())

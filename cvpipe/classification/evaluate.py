@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from cvpipe.core.io import write_bytes, write_text
-from cvpipe.core.plots import confusion_csv, matrix_png, png
+from cvpipe.core.plots import confusion_csv, image_grid, matrix_png, note_png, png
 
 
 @dataclass(frozen=True)
@@ -88,20 +88,9 @@ def confusion_png(scores: Scores, title: str) -> bytes:
 
 def gallery_png(images: list[np.ndarray], captions: list[str], title: str, columns: int = 6) -> bytes:
     """A grid of images (HWC uint8) with their captions; a note when there is nothing to show."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not images:
-        fig, ax = plt.subplots(figsize=(5, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{title}\nno misclassified images", ha="center", va="center")
-        return png(fig)
-    rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+        return note_png(f"{title}\nno misclassified images")
+    fig, axes = image_grid(len(images), columns, (2.3, 2.6))
     for ax, image, caption in zip(axes.flat, images, captions, strict=False):
         ax.imshow(image)
         ax.set_title(caption, fontsize=7, color="firebrick")

@@ -35,6 +35,34 @@ def matrix_png(counts: np.ndarray, normalized: np.ndarray, rows: list[str], colu
     return png(fig)
 
 
+def note_png(text: str) -> bytes:
+    """A small figure holding only ``text``, centred: what a gallery shows when it has nothing to show."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return png(fig)
+
+
+def image_grid(count: int, columns: int, cell: tuple[float, float]):
+    """(figure, axes array) for ``count`` pictures in rows of ``columns``, ``cell`` inches (width, height) each,
+    every axis off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(cell[0] * columns, cell[1] * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes
+
+
 def png(fig) -> bytes:
     """The figure as PNG bytes, closed; no version stamp, so the same figure gives the same bytes."""
     import matplotlib.pyplot as plt

@@ -12,11 +12,14 @@ appended to it), OpenCV reads the first APP1 segment only.
 
 from __future__ import annotations
 
+from cvpipe.data.jpeg import RESTARTS, segments
+
 _SOI = b"\xff\xd8"
 _EXIF = b"Exif\x00\x00"
 _ORIENTATION = 0x0112
 _SHORT = 3
 _BYTE_ORDERS = {b"II": "little", b"MM": "big"}
+NO_LENGTH = RESTARTS | {0x01}  # TEM and RSTn
 
 
 def orientation(data: bytes) -> int:
@@ -66,28 +69,15 @@ def _orientation_field(data: bytes) -> tuple[int, str] | None:
         if len(data) < 2:
             raise EOFError
         return None
-    pos, size = 2, len(data)
-    while True:  # the marker segments before the image data; entropy-coded data starts after SOS
-        if pos + 4 > size:
-            raise EOFError
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
+    for marker, pos, length, _ in segments(data, NO_LENGTH):  # entropy-coded data starts after SOS
         if marker == 0xDA or marker == 0xD9:  # SOS, EOI: no Exif segment before the image data
             return None
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: markers without a length
-            pos += 2
-            continue
-        length = data[pos + 2] << 8 | data[pos + 3]
         if length < 2:
             return None
         end = pos + 2 + length
         if marker == 0xE1 and _take(data, pos + 4, 6, end) == _EXIF:  # APP1 is also XMP's
             return _ifd0_orientation(data, pos + 10, end)
-        pos = end
+    return None
 
 
 def _ifd0_orientation(data: bytes, tiff: int, end: int) -> tuple[int, str] | None:

@@ -10,38 +10,29 @@ import io
 import struct
 from pathlib import Path
 
+from cvpipe.data.jpeg import RESTARTS, segments
+
 # Start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _PNG = b"\x89PNG\r\n\x1a\n"
+NO_LENGTH = RESTARTS | {0xD8, 0x01}  # SOI, TEM and RSTn
 
 
 def _jpeg_size(f, head: bytes) -> tuple[int, int] | None:
-    data, pos = head, 2
-    while True:
-        while pos + 4 > len(data):
-            more = f.read(65536)
-            if not more:
-                return None
-            data += more
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if marker in _SOF:
-            while pos + 9 > len(data):
-                more = f.read(65536)
-                if not more:
-                    return None
-                data += more
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return width, height
-        pos += 2 + length
+    try:
+        for marker, pos, _, read in segments(head, NO_LENGTH, lambda: f.read(65536)):
+            if marker in _SOF:
+                data = read
+                while pos + 9 > len(data):
+                    more = f.read(65536)
+                    if not more:
+                        return None
+                    data += more
+                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return width, height
+    except EOFError:
+        return None
+    return None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cvpipe.core.io import write_bytes, write_text
-from cvpipe.core.plots import confusion_csv, csv_text, matrix_png, png
+from cvpipe.core.plots import confusion_csv, csv_text, image_grid, matrix_png, note_png, png
 from cvpipe.detection.metrics import ImageResult, box_iou, confusion_matrix, detection_scores, greedy_match
 
 BACKGROUND = "background"
@@ -229,23 +229,13 @@ def pr_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], ap50: d
 def gallery_png(files: list[Path], images: list[ImageResult], errors: list[int], names: list[str], conf: float, title: str,
                 columns: int = 4) -> bytes:
     """The images with true boxes (green, dashed) and predictions at ``conf`` (red, with class and score)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
     from cvpipe.data.pil import open_image
 
     if not files:
-        fig, ax = plt.subplots(figsize=(5, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"{title}\nno errors at confidence {conf}", ha="center", va="center")
-        return png(fig)
-    rows = -(-len(files) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.0 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+        return note_png(f"{title}\nno errors at confidence {conf}")
+    fig, axes = image_grid(len(files), columns, (3.2, 3.0))
     for ax, path, im, n in zip(axes.flat, files, images, errors, strict=False):
         with open_image(path) as image:
             ax.imshow(np.asarray(image.convert("RGB")))

@@ -1,12 +1,7 @@
-"""Training a YOLO detector with ultralytics on a converted YOLO folder (``data/yolo/<dataset>``).
+"""Training a YOLO detector with ultralytics on the training mirror of a converted YOLO folder
+(:func:`cvpipe.detection.data.training_mirror`).
 
-The converted folder is a DVC output and stays untouched (ultralytics writes ``labels/*.cache`` beside
-the labels it reads): training reads a mirror under the cache folder, with the images linked, the
-labels copied, and the training split divided into what it trains on and what picks the best epoch
-(``val_fraction``, by a stable hash of the file name). The converter's ``val`` split is held out for
-the evaluate stage: the model never sees it.
-
-ultralytics' run folder (``save_dir``, absolute, so no ``runs/`` and no ``train2``) is also under the
+ultralytics' run folder (``save_dir``, absolute, so no ``runs/`` and no ``train2``) is under the
 cache folder, keyed by the data, the parameters and this code, so an interrupted run resumes from its
 ``last.pt``. When training ends, ``models/<dataset>`` gets what is reproducible: ``model.pt`` (the best
 epoch's weights, :func:`cvpipe.detection.ultra.portable_checkpoint`), ``history.csv``,
@@ -16,22 +11,18 @@ epoch's weights, :func:`cvpipe.detection.ultra.portable_checkpoint`), ``history.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cvpipe.core.errors import DataError, ParamsError, TrainingError
-from cvpipe.core.io import remove_dir, staged_dir, write_json, write_text
+from cvpipe.core.errors import ParamsError, TrainingError
+from cvpipe.core.io import remove_dir, write_json, write_text
 from cvpipe.core.params import check_keys, choice, mapping, number
-from cvpipe.data.classmap import ClassMap
-from cvpipe.data.splits import check_fraction, unit_hash
+from cvpipe.data.splits import check_fraction
+from cvpipe.detection.data import YoloSet
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when this code changes what training produces, so old run folders are not resumed
@@ -39,7 +30,6 @@ OPTIMIZERS = ("SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp")
 # ultralytics' augmentation arguments (cfg/default.yaml) that params.yaml may set under `augment`
 AUGMENTATIONS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
                  "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "close_mosaic")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class Interrupted(KeyboardInterrupt):
@@ -98,92 +88,6 @@ class DetectionConfig:
         return {"epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch, "optimizer": self.optimizer, "lr0": self.lr0,
                 "momentum": self.momentum, "weight_decay": self.weight_decay, "patience": self.patience, "seed": self.seed,
                 **self.augment}
-
-
-@dataclass(frozen=True)
-class YoloSet:
-    """A converted YOLO folder: its class map (checked against data.yaml), images and label files per split."""
-
-    root: Path
-    classes: ClassMap
-    images: dict[str, list[Path]]
-
-    @classmethod
-    def read(cls, root: Path) -> YoloSet:
-        for required in ("data.yaml", "classes.json"):
-            if not (root / required).is_file():
-                raise DataError(root / required, "not found (run the convert_yolo stage first)")
-        classes = ClassMap.load(root / "classes.json")
-        try:
-            data = yaml.safe_load((root / "data.yaml").read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise DataError(root / "data.yaml", f"malformed YAML: {exc}") from exc
-        names = data.get("names") if isinstance(data, dict) else None
-        names = list(names.values()) if isinstance(names, dict) else names
-        if names != classes.names:
-            raise DataError(root / "data.yaml", f"names {names} disagree with classes.json's {classes.names}; convert again")
-        images = {}
-        for split in ("train", "val", "test"):
-            folder = root / "images" / split
-            if folder.is_dir():
-                images[split] = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        return cls(root, classes, images)
-
-    def label_file(self, image: Path) -> Path:
-        return self.root / "labels" / image.parent.name / f"{image.stem}.txt"
-
-    def boxes(self, split: str) -> int:
-        return sum(len(self.label_file(p).read_text().splitlines()) for p in self.images.get(split, []) if self.label_file(p).is_file())
-
-    def held_out(self, split: str) -> str:
-        """The folder evaluated for ``split``: ``test`` is the converter's test split if it has one, else its
-        ``val`` (never trained on: training validates on a share of ``train``)."""
-        if split == "test" and "test" not in self.images:
-            return "val"
-        if split not in self.images:
-            raise DataError(self.root / "images", f"no {split!r} split; splits: {', '.join(self.images)}")
-        return split
-
-    def digest(self) -> str:
-        """sha256 over every image's and label's bytes, by split and name: what training reads."""
-        h = hashlib.sha256()
-        for split, files in sorted(self.images.items()):
-            for image in files:
-                h.update(f"{split}/{image.name}\0".encode())
-                h.update(hashlib.sha256(image.read_bytes()).digest())
-                label = self.label_file(image)
-                h.update(label.read_bytes() if label.is_file() else b"\0none")
-        h.update(repr(self.classes.names).encode())
-        return h.hexdigest()[:16]
-
-
-def training_mirror(data: YoloSet, out: Path, val_fraction: float) -> dict[str, int]:
-    """``out``: images linked and labels copied, ``train`` divided into train and val by a stable hash
-    of the file name, and a ``data.yaml`` with an absolute path. Returns the images per split."""
-    if not data.images.get("train"):
-        raise DataError(data.root / "images" / "train", "no training images")
-    if data.boxes("train") == 0:
-        raise DataError(data.root / "labels" / "train", "not a single box in the training split: nothing to learn")
-    counts = {"train": 0, "val": 0}
-    with staged_dir(out) as stage:
-        for split in counts:
-            (stage / "images" / split).mkdir(parents=True)
-            (stage / "labels" / split).mkdir(parents=True)
-        for image in data.images["train"]:
-            # salted: the converter drew its val split with the plain hash, so what it left has no low ones
-            split = "val" if unit_hash(f"detection-train-val/{image.name}") < val_fraction else "train"
-            counts[split] += 1
-            os.symlink(image.resolve(), stage / "images" / split / image.name)
-            label = data.label_file(image)
-            if label.is_file():
-                write_text(stage / "labels" / split / label.name, label.read_text())
-        if not counts["val"] or not counts["train"]:
-            raise ParamsError("val_fraction", f"{val_fraction} leaves {counts} of the {len(data.images['train'])} training "
-                                              "images; both parts need some")
-        doc = {"path": str(out.resolve()), "train": "images/train", "val": "images/val", "nc": len(data.classes),
-               "names": dict(enumerate(data.classes.names))}
-        write_text(stage / "data.yaml", yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    return counts
 
 
 @dataclass(frozen=True)

@@ -31,18 +31,19 @@ class DetectionTask:
         import torch
 
         from cvpipe.core.io import remove_dir
-        from cvpipe.detection import train as t
+        from cvpipe.detection import fit as t
+        from cvpipe.detection.data import YoloSet, training_mirror
         from cvpipe.tasks.training import fingerprint
 
         config = t.DetectionConfig.from_params(params)
         dev = t.check_device(device)
         work = _ultralytics_loaded(cache_dir)
-        data = t.YoloSet.read(manifest_dir)
+        data = YoloSet.read(manifest_dir)
         data_digest, params_digest = data.digest(), fingerprint(asdict(config))
         devices = dev.split(":")[0] if "," not in dev else f"cuda x{dev.count(',') + 1}"  # a DDP run resumes only as one
         key = fingerprint(data_digest, params_digest, t.CODE_VERSION, devices)
         mirror, run_dir = work / "yolo-data" / key, work / "yolo-runs" / key
-        counts = t.training_mirror(data, mirror, config.val_fraction)
+        counts = training_mirror(data, mirror, config.val_fraction)
         log.info("%d train / %d val images (from images/train), %d classes, %s on %s", counts["train"], counts["val"],
                  len(data.classes), config.model, dev)
         trained = t.fit(config, mirror / "data.yaml", run_dir, dev, torch.get_num_threads(), stop_after)
@@ -59,7 +60,8 @@ class DetectionTask:
     def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
                  cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         from cvpipe.detection import evaluate as e
-        from cvpipe.detection.fit import YoloSet, check_device
+        from cvpipe.detection.data import YoloSet
+        from cvpipe.detection.fit import check_device
         from cvpipe.detection.metrics import ImageResult
 
         config = e.Settings.from_params(settings or {})
@@ -90,7 +92,7 @@ class DetectionTask:
 
         from cvpipe.data.model_input import images_frame
         from cvpipe.detection import mlflow_model
-        from cvpipe.detection.fit import YoloSet
+        from cvpipe.detection.data import YoloSet
         from cvpipe.detection.pyfunc import SIGNATURE
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
@@ -113,8 +115,8 @@ class DetectionTask:
 
         from cvpipe.data.model_input import images_frame, takes_files
         from cvpipe.data.pil import open_image
+        from cvpipe.detection.data import YoloSet
         from cvpipe.detection.evaluate import read_truth
-        from cvpipe.detection.fit import YoloSet
         from cvpipe.detection.metrics import ImageResult, detection_scores
 
         data = YoloSet.read(manifest_dir)

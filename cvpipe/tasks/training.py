@@ -393,54 +393,15 @@ def run_epochs(
     A global batch of fewer than 2N images (only an epoch's last) is left out under DDP: a shard of one
     image cannot be batch-normalised.
     """
-    from tqdm.auto import tqdm
-
     start = time.perf_counter()
-    amp = device.type == "cuda"
-    model, optimizer, stopper = loop.model, loop.optimizer, loop.stopper
-    history: list[dict] = []
-    first_epoch, resumed_from = 0, None
-    state = load_checkpoint(checkpoint, key) if checkpoint is not None else None
-    if state is not None:
-        history, resumed_from = loop.restore(state)
-        first_epoch = resumed_from + 1
-        if ranks.world > 1:
-            set_rng_states(state["rank_rng"][ranks.rank])
-        if ranks.main:
-            log.info("resuming from the checkpoint of epoch %d (%s)", resumed_from + 1, checkpoint)
-    elif ranks.world > 1:
-        torch.manual_seed(rank_seed(loop.generator.initial_seed(), ranks.rank))
+    history, first_epoch, resumed_from = resume(loop, checkpoint, key, ranks)
     stopped = bool(history) and history[-1].get("stop", False)
     for epoch in range(first_epoch, epochs if not stopped else first_epoch):
-        model.train()
-        total, sums, n, skipped = 0.0, {}, 0, 0
-        lr = optimizer.param_groups[0]["lr"]
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", leave=False, disable=None if ranks.main else True)
-        for b, (whole_x, whole_y) in enumerate(bar):
-            if ranks.world > 1 and len(whole_y) < 2 * ranks.world:
-                skipped += len(whole_y)
-                continue
-            x, y = ranks.shard(whole_x), ranks.shard(whole_y)  # the whole batch when alone
-            with torch.autocast(device.type, enabled=amp):
-                loss, counts = step(x, y)
-            check_finite(loss, epoch + 1, b + 1, lr)
-            optimizer.zero_grad(set_to_none=True)
-            loop.scaler.scale(loss if ranks.world == 1 else loss * (ranks.world * len(y) / len(whole_y))).backward()
-            loop.scaler.step(optimizer)
-            loop.scaler.update()
-            ranks.average_buffers(model)
-            total += loss.item() * len(y)
-            sums = {k: sums.get(k, 0) + v for k, v in counts.items()}
-            n += len(y)
-            bar.set_postfix(loss=f"{total / n:.4f}")
-        if ranks.world > 1:
-            total, n, *values = ranks.sum([total, n, *sums.values()], device)
-            sums = dict(zip(sums, values, strict=True))
-            if skipped and ranks.main:
-                log.info("left out the last %d images of the epoch: fewer than 2 per process", skipped)
+        lr = loop.optimizer.param_groups[0]["lr"]
+        total, sums, n = train_epoch(loop, batches, step, device, ranks, (epoch + 1, epochs), lr)
         validated = ranks.from_main(validate())
         loop.scheduler.step(validated["val_loss"])
-        improved, stop = stopper.step(epoch, validated["val_loss"], model)
+        improved, stop = loop.stopper.step(epoch, validated["val_loss"], loop.model)
         row = {"epoch": epoch + 1, "loss": total / n} | {k: v / n for k, v in sums.items()} | validated | {"lr": lr}
         history.append(row | {"stop": stop})
         figures = "  ".join(f"{k} {v:.4f}" for k, v in row.items() if k not in ("epoch", "lr"))
@@ -452,15 +413,67 @@ def run_epochs(
                 save_checkpoint(checkpoint, loop.snapshot(key, epoch, history) | ({"rank_rng": rank_rng} if rank_rng else {}))
         if stop:
             if ranks.main:
-                log.info("early stopping: no lower val loss for %d epochs; best was epoch %d", stopper.patience,
-                         stopper.best_epoch + 1)
+                log.info("early stopping: no lower val loss for %d epochs; best was epoch %d", loop.stopper.patience,
+                         loop.stopper.best_epoch + 1)
             break
         if stop_after is not None and epoch + 1 - first_epoch >= stop_after:
             raise KeyboardInterrupt(f"stopped after {stop_after} epochs (as asked)")
-    if stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)  # restore the best weights, as Keras' restore_best_weights
-    return FitResult(model, [{k: v for k, v in h.items() if k != "stop"} for h in history], stopper.best_epoch + 1,
-                     stopper.best, bool(history) and history[-1].get("stop", False), resumed_from, time.perf_counter() - start)
+    if loop.stopper.best_state is not None:
+        loop.model.load_state_dict(loop.stopper.best_state)  # restore the best weights, as Keras' restore_best_weights
+    return FitResult(loop.model, [{k: v for k, v in h.items() if k != "stop"} for h in history], loop.stopper.best_epoch + 1,
+                     loop.stopper.best, bool(history) and history[-1].get("stop", False), resumed_from,
+                     time.perf_counter() - start)
+
+
+def resume(loop: LoopState, checkpoint: Path | None, key: str, ranks: Ranks) -> tuple[list[dict], int, int | None]:
+    """(history, first epoch to train, epoch resumed from or None): ``loop`` restored from ``checkpoint`` when it
+    is this run's (``key``); under DDP each rank's global RNG restored, or seeded by its rank on a fresh start."""
+    state = load_checkpoint(checkpoint, key) if checkpoint is not None else None
+    if state is None:
+        if ranks.world > 1:
+            torch.manual_seed(rank_seed(loop.generator.initial_seed(), ranks.rank))
+        return [], 0, None
+    history, resumed_from = loop.restore(state)
+    if ranks.world > 1:
+        set_rng_states(state["rank_rng"][ranks.rank])
+    if ranks.main:
+        log.info("resuming from the checkpoint of epoch %d (%s)", resumed_from + 1, checkpoint)
+    return history, resumed_from + 1, resumed_from
+
+
+def train_epoch(loop: LoopState, batches: Iterable, step: Callable[[Any, Any], tuple[torch.Tensor, dict[str, float]]],
+                device: torch.device, ranks: Ranks, epoch: tuple[int, int], lr: float) -> tuple[float, dict[str, float], int]:
+    """One pass over ``batches`` (epoch ``epoch[0]`` of ``epoch[1]``, at ``lr``) as :func:`run_epochs` describes:
+    (summed loss, summed ``step`` counts, images), summed over the ranks under DDP."""
+    from tqdm.auto import tqdm
+
+    model, optimizer = loop.model, loop.optimizer
+    model.train()
+    total, sums, n, skipped = 0.0, {}, 0, 0
+    bar = tqdm(batches, desc=f"epoch {epoch[0]}/{epoch[1]}", unit="batch", leave=False, disable=None if ranks.main else True)
+    for b, (whole_x, whole_y) in enumerate(bar):
+        if ranks.world > 1 and len(whole_y) < 2 * ranks.world:
+            skipped += len(whole_y)
+            continue
+        x, y = ranks.shard(whole_x), ranks.shard(whole_y)  # the whole batch when alone
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            loss, counts = step(x, y)
+        check_finite(loss, epoch[0], b + 1, lr)
+        optimizer.zero_grad(set_to_none=True)
+        loop.scaler.scale(loss if ranks.world == 1 else loss * (ranks.world * len(y) / len(whole_y))).backward()
+        loop.scaler.step(optimizer)
+        loop.scaler.update()
+        ranks.average_buffers(model)
+        total += loss.item() * len(y)
+        sums = {k: sums.get(k, 0) + v for k, v in counts.items()}
+        n += len(y)
+        bar.set_postfix(loss=f"{total / n:.4f}")
+    if ranks.world > 1:
+        total, n, *values = ranks.sum([total, n, *sums.values()], device)
+        sums = dict(zip(sums, values, strict=True))
+        if skipped and ranks.main:
+            log.info("left out the last %d images of the epoch: fewer than 2 per process", skipped)
+    return total, sums, n
 
 
 def rng_states() -> dict[str, Any]:

@@ -1,22 +1,11 @@
-"""Detection training inputs: parameters, the converted folder's checks, the training mirror."""
+"""Detection training: parameters, the history rows, a model ultralytics does not ship."""
 
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from cvpipe.core.errors import DataError, ParamsError
-from cvpipe.detection.fit import DetectionConfig, YoloSet, history_rows, training_mirror
-from cvpipe.sources.samples import generate
-from stages import convert
-
-
-@pytest.fixture(scope="module")
-def yolo(tmp_path_factory):
-    base = tmp_path_factory.mktemp("det")
-    root = generate("voc", base / "raw")
-    convert.run("voc-yolo", base / "yolo", root / "annotations", root / "images", val_fraction=0.2)
-    return base / "yolo"
+from cvpipe.core.errors import ParamsError
+from cvpipe.detection.fit import DetectionConfig, history_rows
 
 
 @pytest.mark.parametrize(("section", "key"), [
@@ -33,43 +22,6 @@ def yolo(tmp_path_factory):
 def test_a_bad_parameter_is_named(section, key):
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         DetectionConfig.from_params(section)
-
-
-def test_the_mirror_splits_train_for_validation_and_leaves_the_converted_folder_alone(yolo, tmp_path):
-    before = sorted(p.relative_to(yolo) for p in yolo.rglob("*"))
-    data = YoloSet.read(yolo)
-    counts = training_mirror(data, tmp_path / "mirror", 0.2)
-    assert counts["train"] + counts["val"] == len(data.images["train"]) and 0 < counts["val"] < counts["train"]
-    doc = yaml.safe_load((tmp_path / "mirror" / "data.yaml").read_text())
-    assert doc["names"] == dict(enumerate(data.classes.names)) and doc["path"] == str((tmp_path / "mirror").resolve())
-    held_out = {p.name for p in data.images["val"]}
-    mirrored = {p.name for p in (tmp_path / "mirror" / "images").rglob("*.*")}
-    assert not held_out & mirrored  # the converter's val split is never trained or validated on
-    assert sorted(p.relative_to(yolo) for p in yolo.rglob("*")) == before
-    assert data.held_out("test") == "val"
-
-
-def test_a_class_map_that_disagrees_with_data_yaml_is_a_clear_error(yolo, tmp_path):
-    import shutil
-
-    copy = tmp_path / "yolo"
-    shutil.copytree(yolo, copy, symlinks=True)
-    doc = yaml.safe_load((copy / "data.yaml").read_text())
-    doc["names"][0] = "renamed"
-    (copy / "data.yaml").write_text(yaml.safe_dump(doc))
-    with pytest.raises(DataError, match=r"data\.yaml: names .* disagree with classes\.json"):
-        YoloSet.read(copy)
-
-
-def test_a_dataset_without_a_single_box_is_a_clear_error(yolo, tmp_path):
-    import shutil
-
-    copy = tmp_path / "yolo"
-    shutil.copytree(yolo, copy, symlinks=True)
-    for label in (copy / "labels" / "train").glob("*.txt"):
-        label.write_text("")
-    with pytest.raises(DataError, match=r"labels/train: not a single box in the training split"):
-        training_mirror(YoloSet.read(copy), tmp_path / "mirror", 0.2)
 
 
 def test_history_drops_the_wall_clock_and_uses_names_mlflow_accepts(tmp_path):
