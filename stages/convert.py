@@ -1,12 +1,13 @@
-"""Convert: annotations to YOLO labels or TF Object Detection TFRecords; DSB2018 masks <-> RLE.
+"""Convert: a dataset to the formats its source offers (YOLO labels, TFRecords, masks <-> RLE...).
 
-    python -m stages.convert {voc,coco,simpsons}-yolo  (--annotations PATH --images DIR | --manifest-dir DIR) --out DIR
-        [--classes FILE] [--val-fraction F] [--drop-difficult] [--cls91to80]
-    python -m stages.convert {voc,coco}-tfrecord        (same inputs) --out DIR [--shards N]
-    python -m stages.convert dsb-masks --annotations stage1_train_labels.csv --images stage1_train --out DIR
-    python -m stages.convert dsb-rle --images stage1_train --out labels.csv
+    python -m stages.convert TARGET --manifest-dir DIR --out DIR [--val-fraction F] [--drop-difficult] [--shards N]
+    python -m stages.convert SOURCE-TARGET (--annotations PATH --images DIR | --manifest-dir DIR) --out DIR
+        [--classes FILE] [--val-fraction F] [--drop-difficult] [--shards N] [--cls91to80]
 
-``--manifest-dir`` reads a validated manifest folder (data/validated/<dataset>), as dvc.yaml does.
+A plain TARGET (``yolo``) converts a validated manifest folder (data/validated/<dataset>), whose
+dataset.json names the source, as dvc.yaml does. ``SOURCE-TARGET`` kinds are the targets each source
+offers (cvpipe.sources: ``Source.converters``); with ``--annotations``/``--images`` they read the
+source's own files without a manifest.
 """
 
 from __future__ import annotations
@@ -17,61 +18,20 @@ import logging
 import sys
 from pathlib import Path
 
-from cvpipe.convert import dataset as det
-from cvpipe.convert.dsb import masks_to_rle, rle_to_masks
-from cvpipe.convert.tfrecord import write_tfrecords
-from cvpipe.convert.yolo import write_yolo
+from cvpipe.convert import TARGETS, ConvertJob, convert
 from cvpipe.core import cli
-from cvpipe.core.errors import DataError, UsageError
+from cvpipe.core.errors import ParamsError, UsageError
 from cvpipe.core.io import write_json
-from cvpipe.data.classmap import ClassMap
 from cvpipe.data.manifest import WorkPool, read_manifest_dir
 from cvpipe.data.parallel import open_workers, read_settings
-from cvpipe.sources.voc import read_class_list
+from cvpipe.sources import conversion_kinds, get_source
 
 log = logging.getLogger(__name__)
-DETECTION = {
-    "voc-yolo": ("voc", "yolo"),
-    "coco-yolo": ("coco", "yolo"),
-    "simpsons-yolo": ("simpsons", "yolo"),
-    "voc-tfrecord": ("voc", "tfrecord"),
-    "coco-tfrecord": ("coco", "tfrecord"),
-}
-KINDS = (*DETECTION, "dsb-masks", "dsb-rle")
 
 
-def load_classes(path: Path) -> ClassMap:
-    """A class map from ``classes.json`` or a list of names, one a line."""
-    if path.suffix == ".json":
-        return ClassMap.load(path)
-    if not path.is_file():
-        raise DataError(path, "class list not found")
-    return ClassMap.from_names(read_class_list(path))
-
-
-def load_detection(
-    source: str,
-    annotations: Path | None,
-    images: Path | None,
-    manifest_dir: Path | None,
-    classes: Path | None = None,
-    cls91to80: bool = False,
-    workers: int | WorkPool | None = 1,
-    sizes: bool = True,
-) -> det.DetectionSet:
-    """The detection set from a validated manifest folder, or from the source's own files.
-
-    ``sizes=False``: image sizes are left for the writer to take from the bytes it reads anyway.
-    """
-    if manifest_dir is not None:
-        return det.from_manifest(read_manifest_dir(manifest_dir, source=source, allow_empty=True))
-    if annotations is None or images is None:
-        raise UsageError("give --annotations and --images, or --manifest-dir")
-    if source == "coco":
-        return det.from_coco(annotations, images, load_classes(classes) if classes else None, cls91to80, workers, sizes)
-    if source == "voc":
-        return det.from_voc(annotations, images, classes, workers, sizes)
-    return det.from_simpsons(annotations, images, classes, workers)
+def kinds() -> list[str]:
+    """Every kind ``run`` takes: the plain targets, then ``<source>-<target>`` for each source's converters."""
+    return [*TARGETS, *conversion_kinds()]
 
 
 def run(
@@ -88,28 +48,29 @@ def run(
     workers: int | WorkPool | None = 1,
 ) -> dict:
     """Convert; returns the counts (also written to ``conversion.json`` for detection outputs)."""
-    if kind not in KINDS:
-        raise UsageError(f"unknown conversion {kind!r}; choose one of {list(KINDS)}")
-    if kind == "dsb-masks":
-        return rle_to_masks(annotations, images, out, workers)
-    if kind == "dsb-rle":
-        return masks_to_rle(images, out, workers)
-    source, target = DETECTION[kind]
-    if cls91to80 and source != "coco":
-        raise UsageError("--cls91to80 applies to COCO only")
-    with det.no_gc():  # many small objects and no cycles: the collector's passes are pure cost here
-        dset = load_detection(source, annotations, images, manifest_dir, classes, cls91to80, workers, sizes=target == "yolo")
-        det.assign_splits(dset, val_fraction)
-        if target == "yolo":
-            return write_yolo(dset, out, drop_difficult, workers)
-        return write_tfrecords(dset, out, shards, drop_difficult, workers)
+    named = conversion_kinds()
+    if kind not in TARGETS and kind not in named:
+        raise UsageError(f"unknown conversion {kind!r}; choose one of {kinds()}")
+    source_name, target = named.get(kind, (None, kind))
+    manifest = None
+    if manifest_dir is not None:
+        manifest = read_manifest_dir(manifest_dir, source=source_name, allow_empty=True)
+    elif source_name is None:
+        raise UsageError(f"{kind} converts a manifest: give --manifest-dir, or a kind <source>-{kind} with --annotations/--images")
+    source = get_source(source_name or manifest.source)
+    if source_name is None and target not in source.converters:
+        offered = ", ".join(source.converters) or "none"
+        raise ParamsError(f"convert.{target}", f"lists {manifest_dir.name}, whose source {source.name} offers no {target} "
+                                               f"conversion (it offers: {offered})")
+    job = ConvertJob(out, manifest, annotations, images, classes, val_fraction, shards, drop_difficult, cls91to80, workers)
+    return convert(source, target, job)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.convert", description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=KINDS)
-    parser.add_argument("--annotations", type=Path, help="XML folder, COCO JSON, annotation.txt, or DSB labels CSV")
-    parser.add_argument("--images", type=Path, help="image folder (DSB: the stage1_train folder)")
+    parser.add_argument("kind", choices=kinds())
+    parser.add_argument("--annotations", type=Path, help="the source's annotations (a folder, a file, a labels CSV)")
+    parser.add_argument("--images", type=Path, help="the source's image (or samples) folder")
     parser.add_argument("--manifest-dir", type=Path, help="validated manifest folder instead of --annotations/--images")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--classes", type=Path, help="class map (classes.json) or class list (one name a line)")
@@ -119,7 +80,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--drop-difficult", nargs="?", const=True, default=False, type=lambda v: v.lower() in ("1", "true", "yes"),
         help="leave out objects marked difficult (also --drop-difficult true|false, as dvc.yaml passes it)",
     )
-    parser.add_argument("--cls91to80", action="store_true", help="COCO only: the 80-class convention of ultralytics")
+    parser.add_argument("--cls91to80", action="store_true", help="the 80-class convention of ultralytics (sources that take it)")
     parser.add_argument(
         "--workers", type=int, default=1,
         help="threads for file I/O (default 1: the work is CPU-bound Python; more helps on a slow, cold disk)",

@@ -1,6 +1,6 @@
 """Ingest: read a dataset in its native layout; write its manifest, box/mask table and class map.
 
-    python -m stages.ingest --source {coco,fruits360,simpsons,dsb2018,voc} --root DIR --out DIR
+    python -m stages.ingest --source NAME --root DIR --out DIR   (NAME: a source of cvpipe.sources.SOURCES)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from cvpipe.data.manifest import (
     write_table,
 )
 from cvpipe.data.parallel import open_workers, read_settings
-from cvpipe.sources import SOURCES, reader_for
+from cvpipe.sources import SOURCES, ReadOptions, get_source
 
 log = logging.getLogger(__name__)
 BAD_ANNOTATION_POLICIES = ("stop", "record")
@@ -64,10 +64,7 @@ def run(
     """
     if on_bad_annotation not in BAD_ANNOTATION_POLICIES:
         raise ParamsError("ingest.on_bad_annotation", f"is {on_bad_annotation!r}; choose one of {list(BAD_ANNOTATION_POLICIES)}")
-    options: dict = {"strict": on_bad_annotation == "stop"} if source in ("coco", "voc", "simpsons") else {}
-    if source == "voc":
-        options["classes_file"] = classes_file
-    found = reader_for(source)(root, **options)
+    found = get_source(source).read(root, ReadOptions(strict=on_bad_annotation == "stop", classes_file=classes_file))
     confine = Confinement(root)
 
     splits: Counter[str] = Counter()
@@ -112,10 +109,10 @@ def run(
 
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.ingest", description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, choices=SOURCES, help="native layout of the dataset")
+    parser.add_argument("--source", required=True, choices=list(SOURCES), help="native layout of the dataset")
     parser.add_argument("--root", required=True, type=Path, help="dataset folder as downloaded")
     parser.add_argument("--out", required=True, type=Path, help="folder for manifest.parquet and classes.json")
-    parser.add_argument("--classes", type=Path, help="VOC only: class list (one name a line, or classes.json)")
+    parser.add_argument("--classes", type=Path, help="class list (one name a line, or classes.json), for layouts that take one")
     parser.add_argument("--workers", type=int, help="threads for hashing and probing (default: all cores)")
     parser.add_argument("--params", type=Path, help="its `dask` section: where large sets run (default: ./params.yaml if any)")
     parser.add_argument("--metrics", type=Path, help="write the counts here as JSON (for dvc metrics)")

@@ -13,7 +13,8 @@ from pathlib import Path
 from cvpipe.core import cli
 from cvpipe.core.errors import ParamsError
 from cvpipe.core.params import load_params, lookup, mapping, number
-from cvpipe.sources.samples import SAMPLE_SOURCES, generate
+from cvpipe.sources import SOURCES
+from cvpipe.sources.samples import generate
 from cvpipe.tasks import dataset_spec
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,8 @@ log = logging.getLogger(__name__)
 def run(datasets: dict[str, str], out: Path, seed: int = 0, force: bool = False) -> list[str]:
     """Write each ``name -> source`` sample to ``out/<name>`` unless it is there; return those written."""
     for name, source in datasets.items():
-        if source not in SAMPLE_SOURCES:
-            raise ParamsError(f"datasets.{name}.source", f"is {source!r}; sample data exists for {', '.join(SAMPLE_SOURCES)}")
+        if source not in SOURCES:
+            raise ParamsError(f"datasets.{name}.source", f"is {source!r}; sample data exists for {', '.join(SOURCES)}")
     written = []
     for name, source in datasets.items():
         target = out / name

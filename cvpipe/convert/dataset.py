@@ -1,30 +1,26 @@
 """A detection dataset in memory: images with their real sizes and boxes, and the class map.
 
-Built from a validated manifest (the pipeline's route) or straight from a source's annotations (the
-stand-alone CLI), and consumed by the YOLO and TFRecord writers.
+Built from a validated manifest (the pipeline's route) or from the tables a source's reader returns
+(the stand-alone CLI: each layout is parsed in one place), and consumed by the YOLO and TFRecord writers.
 """
 
 from __future__ import annotations
 
 import gc
 import math
-import os
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
-import msgspec
-
 from cvpipe.core.errors import DataError
 from cvpipe.data.classmap import ClassEntry, ClassMap
-from cvpipe.data.files import list_images, rel, require_dir, split_name
 from cvpipe.data.imagesize import image_size
-from cvpipe.data.manifest import ManifestDir, WorkPool, parallel_map
+from cvpipe.data.manifest import ManifestDir, ReadResult, WorkPool, parallel_map
 from cvpipe.data.splits import check_fraction, unit_hash
-from cvpipe.sources import simpsons, voc
+from cvpipe.sources import get_source
 
 SPLITS = ("train", "val", "test")
 
@@ -65,64 +61,73 @@ class DetectionSet:
     notes: Counter = field(default_factory=Counter)
 
 
-# -------------------------------------------------------------------------------- from a manifest
+# ------------------------------------------------------------------------------------ from the tables
 
 
 def from_manifest(manifest: ManifestDir) -> DetectionSet:
     """Images and boxes of a (validated) manifest folder; sizes are the probed, real ones."""
-    root, classes = manifest.root, manifest.classes
-    boxes: dict[str, list[Box]] = {}
-    if manifest.boxes is not None:
-        for b in manifest.boxes.to_pylist():
-            if b["error"] is not None:
-                raise DataError(b["annotation"], f"unparsable annotation: {b['error']}")
-            boxes.setdefault(b["path"], []).append(
-                Box(b["class_index"], b["source_class"], b["x_min"], b["y_min"], b["x_max"], b["y_max"],
-                    b["annotation"], b["iscrowd"], b["difficult"], b["truncated"], b["pose"] or "")
-            )
+    root, unannotated = manifest.root, get_source(manifest.source).unannotated
+    boxes = _boxes_by_path(manifest.boxes.to_pylist() if manifest.boxes is not None else [])
     items, notes = [], Counter()
     for row in manifest.images.to_pylist():
         for column in ("locate_error", "annotation_error", "probe_error"):
             if row[column] is not None:
                 raise DataError(root / row["path"], f"{column}: {row[column]} (validate the manifest first)")
-        if manifest.source == "voc" and row["source_id"] is None:
+        if _unannotated(unannotated, row["source_id"], row["path"], boxes):
             notes["images_without_annotation_skipped"] += 1  # never annotated is not the same as empty
-            continue
-        if manifest.source == "simpsons" and row["path"] not in boxes:
-            notes["images_without_annotation_skipped"] += 1
             continue
         items.append(Item(root / row["path"], row["path"], row["width"], row["height"], row["split"],
                           row["source_id"] or row["path"], boxes.pop(row["path"], [])))
+    _no_orphans(boxes, "the manifest does not have")
+    return DetectionSet(manifest.classes, items, notes)
+
+
+def from_read(found: ReadResult, where: Path, unannotated: str, workers: int | WorkPool | None = 1,
+              sizes: bool = True) -> DetectionSet:
+    """A source's tables read straight from its files (the stand-alone converter); ``where``: the
+    annotations, for messages. ``sizes=False`` leaves width and height 0 for a writer that reads every image."""
+    for b in found.boxes or []:
+        if b["path"] is None:
+            raise DataError(where, f"annotation {b['source_id']} refers to image {b['source_image']}, which it does not list")
+    boxes = _boxes_by_path(found.boxes or [])
+    items, notes, ids = [], Counter(), {}
+    for ref in found.images:
+        for error in (ref.locate_error, ref.annotation_error):
+            if error is not None:
+                raise DataError(ref.file, error)
+        if _unannotated(unannotated, ref.source_id, ref.path, boxes):
+            notes["images_without_annotation_skipped"] += 1
+            continue
+        if ref.source_id is not None and ids.setdefault(ref.source_id, ref.path) != ref.path:  # boxes would land on both
+            raise DataError(where, f"image id {ref.source_id} is given to both {ids[ref.source_id]!r} and {ref.path!r}")
+        split = ref.split if ref.split in SPLITS else "unsplit"
+        items.append(Item(ref.file, ref.path, 0, 0, split, ref.source_id or ref.path, boxes.pop(ref.path, [])))
+    _no_orphans(boxes, "the images folder does not have")
+    dset = DetectionSet(found.classes, items, +notes)
+    return _with_sizes(dset, workers) if sizes else dset
+
+
+def _boxes_by_path(rows: list[dict]) -> dict[str, list[Box]]:
+    """Box rows of the box table, by image path, in order; an unparsable one is an error."""
+    boxes: dict[str, list[Box]] = {}
+    for b in rows:
+        if b["error"] is not None:
+            raise DataError(b["annotation"], f"unparsable annotation: {b['error']}")
+        boxes.setdefault(b["path"], []).append(
+            Box(b["class_index"], b["source_class"], b["x_min"], b["y_min"], b["x_max"], b["y_max"],
+                b["annotation"], b["iscrowd"], b["difficult"], b["truncated"], b.get("pose") or "")
+        )
+    return boxes
+
+
+def _unannotated(rule: str, source_id: str | None, path: str, boxes: dict[str, list[Box]]) -> bool:
+    """Whether the source's rule (:attr:`cvpipe.sources.Source.unannotated`) leaves this image out."""
+    return (rule == "no_source_id" and source_id is None) or (rule == "no_boxes" and path not in boxes)
+
+
+def _no_orphans(boxes: dict[str, list[Box]], missing: str) -> None:
     for path, orphans in boxes.items():
-        raise DataError(orphans[0].annotation, f"box on image {path!r}, which the manifest does not have")
-    return DetectionSet(classes, items, notes)
-
-
-# ----------------------------------------------------------------------------- from source files
-
-
-class _CocoImage(msgspec.Struct):
-    id: int
-    file_name: str
-
-
-class _CocoAnnotation(msgspec.Struct):
-    image_id: int
-    category_id: int
-    bbox: tuple[float, float, float, float]
-    id: int | None = None
-    iscrowd: int = 0
-
-
-class _CocoCategory(msgspec.Struct):
-    id: int
-    name: str
-
-
-class _CocoFile(msgspec.Struct):
-    images: list[_CocoImage]
-    categories: list[_CocoCategory]
-    annotations: list[_CocoAnnotation] = []
+        raise DataError(orphans[0].annotation, f"box on image {path!r}, which {missing}")
 
 
 @contextmanager
@@ -137,20 +142,6 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def read_coco(path: Path) -> _CocoFile:
-    """Decode only what boxes need (no polygons, no RLE): several times faster than ``json.load``."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(path, f"cannot be read: {exc.strerror}") from exc
-    try:
-        return msgspec.json.decode(data, type=_CocoFile)
-    except msgspec.ValidationError as exc:
-        raise DataError(path, f"not a COCO instances file: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise DataError(path, f"malformed JSON: {exc}") from None
-
-
 def coco80_classes() -> ClassMap:
     """The 80-class COCO convention (ultralytics' ``cls91to80``): COCO's names by their 91-ids."""
     from ultralytics.data.converter import coco91_to_coco80_class
@@ -161,94 +152,17 @@ def coco80_classes() -> ClassMap:
     return ClassMap(tuple(ClassEntry(idx, names[idx], cid + 1) for cid, idx in enumerate(table) if idx is not None))
 
 
-def from_coco(path: Path, images: Path, classes: ClassMap | None = None, cls91to80: bool = False,
-              workers: int | WorkPool | None = 1, sizes: bool = True) -> DetectionSet:
-    """A COCO instances file and its image folder; category ids map to contiguous indices.
-
-    ``sizes=False`` leaves width and height 0 for a writer that reads every image anyway.
-    """
-    require_dir(images, "COCO image folder")
-    with no_gc():
-        dset = _coco_set(path, images, read_coco(path), classes, cls91to80)
-        return _with_sizes(dset, workers) if sizes else dset
-
-
-def _coco_set(path: Path, images: Path, doc: _CocoFile, classes: ClassMap | None, cls91to80: bool) -> DetectionSet:
-    declared = {c.id: c.name for c in doc.categories}
-    if cls91to80:
-        classes = coco80_classes()
-        for cid, name in declared.items():
-            entry = next((c for c in classes.classes if c.source_id == cid), None)
-            if entry is None or entry.name != name:
-                raise DataError(path, f"category {cid} {name!r} is not COCO's: --cls91to80 is for COCO itself only")
-    elif classes is None:
-        classes = ClassMap.from_source_ids(declared.items())
-    by_source = {c.source_id: c.index for c in classes.classes if c.source_id is not None}
-    by_name = {c.name: c.index for c in classes.classes}
-    split = split_name(path.stem.removeprefix("instances_"))
-    split = split if split in SPLITS else "unsplit"
-    base = str(images)
-    items: dict[int, Item] = {}
-    for im in doc.images:
-        if im.id in items:  # boxes of one image would land on the other
-            raise DataError(path, f"image id {im.id} is given to both {items[im.id].path!r} and {im.file_name!r}")
-        items[im.id] = Item(Path(f"{base}/{im.file_name}"), im.file_name, 0, 0, split, str(im.id))
-    where = path.name
-    for a in doc.annotations:
-        item = items.get(a.image_id)
-        if item is None:
-            raise DataError(path, f"annotation {a.id} refers to image_id {a.image_id}, which the file does not list")
-        name = declared.get(a.category_id)
-        index = by_source.get(a.category_id, by_name.get(name)) if name is not None else None
-        x, y, w, h = a.bbox
-        item.boxes.append(Box(index, name or str(a.category_id), x, y, x + w, y + h, f"{where}#{a.id}", bool(a.iscrowd)))
-    return DetectionSet(classes, list(items.values()))
-
-
-def from_voc(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | WorkPool | None = 1,
-             sizes: bool = True) -> DetectionSet:
-    """LabelImg XML files and their image folder; an image no XML names was never annotated.
-
-    ``sizes=False`` leaves width and height 0 for a writer that reads every image anyway.
-    """
-    found = voc.scan(images, classes_file, strict=True, ann_dir=annotations, image_dirs=[images])
-    index = {c.name: c.index for c in found.classes.classes}
-    root = os.fspath(images)
-    items = []
-    for entry in found.entries:
-        a = entry.annotation  # strict: parsed
-        if entry.locate_error is not None:
-            raise DataError(entry.xml, entry.locate_error)
-        source_id = rel(entry.xml, root)
-        path = rel(entry.file, root)
-        boxes = [Box(index.get(o.name), o.name, o.x_min, o.y_min, o.x_max, o.y_max, source_id, False,
-                     o.difficult, o.truncated, o.pose or "") for o in a.objects]
-        items.append(Item(Path(entry.file), path, 0, 0, "unsplit", source_id, boxes))
-    notes = Counter(images_without_annotation_skipped=len(found.background))
-    dset = DetectionSet(found.classes, items, +notes)
-    return _with_sizes(dset, workers) if sizes else dset
-
-
-def from_simpsons(annotations: Path, images: Path, classes_file: Path | None = None, workers: int | WorkPool | None = 1) -> DetectionSet:
-    """``annotation.txt`` and the ``simpsons_dataset`` folder; only annotated images are used."""
-    require_dir(images, "Simpsons image folder")
-    if classes_file is not None:
-        classes = ClassMap.load(classes_file)
-    else:
-        classes = ClassMap.from_names(sorted(d.name for d in images.iterdir() if d.is_dir()))
-    if not annotations.is_file():
-        raise DataError(annotations, "annotation file not found")
-    rows = simpsons.read_annotations(annotations, images, images, classes, strict=True)
-    items: dict[str, Item] = {}
-    for b in rows:
-        item = items.setdefault(b["path"], Item(images / b["path"], b["path"], 0, 0, "unsplit", b["path"]))
-        where = f"{annotations.name}:{b['source_id']}"
-        item.boxes.append(Box(b["class_index"], b["source_class"], b["x_min"], b["y_min"], b["x_max"], b["y_max"], where))
-    annotated = set(items)
-    notes = Counter(images_without_annotation_skipped=sum(
-        1 for d in images.iterdir() if d.is_dir() for f in list_images(d) if rel(f, images) not in annotated
-    ))
-    return _with_sizes(DetectionSet(classes, list(items.values()), notes), workers)
+def to_coco80(found: ReadResult, where: Path) -> ReadResult:
+    """The tables relabelled to the 80-class convention; a category COCO does not have is an error."""
+    classes = coco80_classes()
+    by_source = {c.source_id: c for c in classes.classes}
+    for c in found.classes.classes:
+        entry = by_source.get(c.source_id)
+        if entry is None or entry.name != c.name:
+            raise DataError(where, f"category {c.source_id} {c.name!r} is not COCO's: --cls91to80 is for COCO itself only")
+    boxes = [b if b["class_name"] is None else {**b, "class_index": by_source[int(b["source_class"])].index}
+             for b in found.boxes or []]
+    return replace(found, classes=classes, boxes=boxes)
 
 
 def _with_sizes(dset: DetectionSet, workers: int | WorkPool | None) -> DetectionSet:

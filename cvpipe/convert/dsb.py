@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cvpipe.core.errors import DataError
+from cvpipe.convert import ConvertJob
+from cvpipe.core.errors import DataError, UsageError
 from cvpipe.core.io import staged_dir, write_text
 from cvpipe.data.files import list_images, require_dir
 from cvpipe.data.manifest import WorkPool, parallel_map
 from cvpipe.data.rle import dsb_decode, dsb_encode
+from cvpipe.sources import Source
 
 
 def _image_size(sample: Path) -> tuple[int, int]:
@@ -86,3 +88,17 @@ def _encode_sample(sample: Path) -> list[tuple[str, str]]:
             raise DataError(m, f"cannot read the mask: {exc}") from None
         rows.append((sample.name, dsb_encode(pixels > 0)))
     return rows
+
+
+def to_masks(source: Source, job: ConvertJob) -> dict:
+    """The ``masks`` target: ``--annotations`` (the labels CSV) and ``--images`` (the samples folder)."""
+    if job.annotations is None or job.images is None:
+        raise UsageError(f"{source.prefix}-masks converts the source's own files: give --annotations and --images")
+    return rle_to_masks(job.annotations, job.images, job.out, job.workers)
+
+
+def to_rle(source: Source, job: ConvertJob) -> dict:
+    """The ``rle`` target: ``--images`` (the samples folder) to the CSV ``--out``."""
+    if job.images is None:
+        raise UsageError(f"{source.prefix}-rle converts the source's own files: give --images")
+    return masks_to_rle(job.images, job.out, job.workers)

@@ -81,3 +81,17 @@ class ClassMap:
             return cls(tuple(ClassEntry(**c) for c in data["classes"]))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(path, f"not a valid class map: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: Path) -> ClassMap:
+        """A ``classes.json``, or a list of names one a line (LabelImg's ``predefined_classes.txt``)."""
+        if path.suffix == ".json":
+            return cls.load(path)
+        if not path.is_file():
+            raise DataError(path, "class list not found")
+        return cls.from_names(read_class_list(path))
+
+
+def read_class_list(path: Path) -> list[str]:
+    """Class names, one a line (LabelImg's ``predefined_classes.txt``)."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

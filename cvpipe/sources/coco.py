@@ -10,6 +10,7 @@ from cvpipe.core.errors import DataError
 from cvpipe.data.classmap import ClassMap
 from cvpipe.data.files import rel, require_dir, split_name
 from cvpipe.data.manifest import ImageRef, ReadResult
+from cvpipe.sources import ReadOptions, Source
 
 
 class JsonConstant(str):
@@ -115,6 +116,7 @@ def read(root: Path, strict: bool = True) -> ReadResult:
             if categories.setdefault(cid, name) != name:
                 raise DataError(f, f"category {cid} is {name!r} here but {categories[cid]!r} before")
     classes = ClassMap.from_source_ids(categories.items())
+    index = {cid: classes.index_of_source_id(cid) for cid in categories}
 
     images: list[ImageRef] = []
     boxes: list[dict] = []
@@ -123,44 +125,79 @@ def read(root: Path, strict: bool = True) -> ReadResult:
         split_dir = f.stem.removeprefix("instances_")
         split = split_name(split_dir)
         splits.append((split, rel(f, root)))
-        by_id: dict[int, str] = {}
-        for n, entry in enumerate(data["images"]):
-            try:
-                image_id, file_name = _entry(entry, ("id", "int"), ("file_name", "str"))
-            except _Wrong as exc:
-                raise DataError(f, f"images[{n}]: {exc}") from None
-            problem, size = None, [None, None]
-            for k, key in enumerate(("width", "height")):
-                try:
-                    size[k] = _field(entry, key, "size", required=False)
-                except _Wrong as exc:
-                    if strict:
-                        raise DataError(f, f"images[{n}] (id {image_id}): {exc}") from None
-                    problem = f"{rel(f, root)}: image id {image_id}: {exc}"
-            file = root / split_dir / file_name
-            by_id[image_id] = rel(file, root)  # a duplicate id is the gate's images.unique_id
-            images.append(
-                ImageRef(
-                    file=file,
-                    path=by_id[image_id],
-                    split=split,
-                    source_id=str(image_id),
-                    declared_width=size[0],
-                    declared_height=size[1],
-                    annotation_error=problem,
-                )
-            )
-        for n, ann in enumerate(data.get("annotations", [])):
-            try:
-                boxes.append(_box(f, root, n, ann, by_id, categories, classes, split))
-            except DataError as exc:
-                if strict:
-                    raise
-                boxes.append(_bad_box(f, root, ann, by_id, split, exc))
+        found = read_instances(f, data, root, root / split_dir, split, categories, index, strict)
+        images += found[0]
+        boxes += found[1]
     return ReadResult(task="detection", classes=classes, images=images, boxes=boxes, splits=splits)
 
 
-def _box(f, root, n, ann, by_id, categories, classes, split) -> dict:
+def read_standalone(path: Path, image_dir: Path, options: ReadOptions) -> ReadResult:
+    """One instances file and its image folder, as ``stages.convert`` takes them without a manifest.
+
+    ``options.classes_file`` (classes.json or a list of names) gives the class map; boxes are named
+    ``<file>#<annotation id>`` in messages. Always strict.
+    """
+    require_dir(image_dir, "COCO image folder")
+    data = load_json(path)
+    categories = _categories(path, data)
+    if options.classes_file is not None:
+        classes = ClassMap.from_file(options.classes_file)
+        by_source = {c.source_id: c.index for c in classes.classes if c.source_id is not None}
+        by_name = {c.name: c.index for c in classes.classes}
+        index = {cid: by_source.get(cid, by_name.get(name)) for cid, name in categories.items()}
+    else:
+        classes = ClassMap.from_source_ids(categories.items())
+        index = {cid: classes.index_of_source_id(cid) for cid in categories}
+    split = split_name(path.stem.removeprefix("instances_"))
+    images, boxes = read_instances(path, data, image_dir, image_dir, split, categories, index, strict=True)
+    for b in boxes:
+        b["annotation"] = f"{path.name}#{b['source_id']}"
+    return ReadResult(task="detection", classes=classes, images=images, boxes=boxes, splits=[(split, path.name)])
+
+
+def read_instances(f: Path, data: dict, root: Path, image_dir: Path, split: str, categories: dict[int, str],
+                   index: dict[int, int | None], strict: bool) -> tuple[list[ImageRef], list[dict]]:
+    """The images and boxes of one parsed instances file; ``index``: class index by category id."""
+    images: list[ImageRef] = []
+    boxes: list[dict] = []
+    by_id: dict[int, str] = {}
+    for n, entry in enumerate(data["images"]):
+        try:
+            image_id, file_name = _entry(entry, ("id", "int"), ("file_name", "str"))
+        except _Wrong as exc:
+            raise DataError(f, f"images[{n}]: {exc}") from None
+        problem, size = None, [None, None]
+        for k, key in enumerate(("width", "height")):
+            try:
+                size[k] = _field(entry, key, "size", required=False)
+            except _Wrong as exc:
+                if strict:
+                    raise DataError(f, f"images[{n}] (id {image_id}): {exc}") from None
+                problem = f"{rel(f, root)}: image id {image_id}: {exc}"
+        file = image_dir / file_name
+        by_id[image_id] = rel(file, root)  # a duplicate id is the gate's images.unique_id
+        images.append(
+            ImageRef(
+                file=file,
+                path=by_id[image_id],
+                split=split,
+                source_id=str(image_id),
+                declared_width=size[0],
+                declared_height=size[1],
+                annotation_error=problem,
+            )
+        )
+    for n, ann in enumerate(data.get("annotations", [])):
+        try:
+            boxes.append(_box(f, root, n, ann, by_id, categories, index, split))
+        except DataError as exc:
+            if strict:
+                raise
+            boxes.append(_bad_box(f, root, ann, by_id, split, exc))
+    return images, boxes
+
+
+def _box(f, root, n, ann, by_id, categories, index, split) -> dict:
     ann_id = ann.get("id") if isinstance(ann, dict) else None
     try:
         _, image_id, category_id = _entry(ann, ("id", "int"), ("image_id", "int"), ("category_id", "int"))
@@ -173,11 +210,10 @@ def _box(f, root, n, ann, by_id, categories, classes, split) -> dict:
         where = f"annotation {shown(ann_id)}" if ann_id is not None else f"annotations[{n}]"
         raise DataError(f, f"{where}: {exc}") from None
     x, y, w, h = (float(v) for v in bbox)
-    known = category_id in categories
     return {
         "path": by_id.get(image_id),  # null: refers to an image the file does not list
         "split": split,
-        "class_index": classes.index_of_source_id(category_id) if known else None,
+        "class_index": index.get(category_id),
         "class_name": categories.get(category_id),
         "x_min": x,
         "y_min": y,
@@ -207,3 +243,11 @@ def _bad_box(f: Path, root: Path, ann, by_id: dict[int, str], split: str, exc: D
         "source_class": shown(ann.get("category_id")), "source_image": shown(image_id),
         "error": exc.message,
     }
+
+
+def _read(root: Path, options: ReadOptions) -> ReadResult:
+    return read(root, options.strict)
+
+
+SOURCE = Source(name="coco", task="detection", reader=_read, sample="cvpipe.sources.samples.coco:generate",
+                sample_stream=0, standalone=read_standalone, converters=("yolo", "tfrecord"), options=("cls91to80",))

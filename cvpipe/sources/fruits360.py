@@ -8,6 +8,7 @@ from cvpipe.core.errors import DataError
 from cvpipe.data.classmap import ClassMap
 from cvpipe.data.files import list_images, rel, require_dir, split_name
 from cvpipe.data.manifest import ImageRef, ReadResult
+from cvpipe.sources import ReadOptions, Source
 
 SPLIT_FOLDERS = ("Training", "Validation", "Test")
 
@@ -28,3 +29,11 @@ def read(root: Path) -> ReadResult:
     ]
     splits = [(split_name(s.name), rel(s, root)) for s in split_dirs]
     return ReadResult(task="classification", classes=classes, images=images, splits=splits)
+
+
+def _read(root: Path, options: ReadOptions) -> ReadResult:
+    return read(root)
+
+
+SOURCE = Source(name="fruits360", task="classification", reader=_read, sample="cvpipe.sources.samples.fruits360:generate",
+                sample_stream=1)

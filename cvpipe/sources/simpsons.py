@@ -9,6 +9,7 @@ from cvpipe.core.errors import DataError
 from cvpipe.data.classmap import ClassMap
 from cvpipe.data.files import list_images, rel, require_dir
 from cvpipe.data.manifest import ImageRef, ReadResult
+from cvpipe.sources import ReadOptions, Source
 
 TRAIN_DIR = "simpsons_dataset"
 TEST_DIR = "kaggle_simpson_testset"
@@ -119,3 +120,29 @@ def _bad_row(path: Path, line_no: int, row: list[str], train_dir: Path, root: Pa
         "source_class": row[-1].strip() if row else None, "source_image": row[0].strip() if row else None,
         "error": exc.message,
     }
+
+
+def _read(root: Path, options: ReadOptions) -> ReadResult:
+    return read(root, options.strict)
+
+
+def read_standalone(annotations: Path, images: Path, options: ReadOptions) -> ReadResult:
+    """``annotation.txt`` and the ``simpsons_dataset`` folder, as ``stages.convert`` takes them without a
+    manifest (strict): annotated images first, in the file's order, then the others."""
+    require_dir(images, "Simpsons image folder")
+    class_dirs = sorted(d for d in images.iterdir() if d.is_dir())
+    classes = ClassMap.load(options.classes_file) if options.classes_file else ClassMap.from_names(d.name for d in class_dirs)
+    if not annotations.is_file():
+        raise DataError(annotations, "annotation file not found")
+    boxes = read_annotations(annotations, images, images, classes, strict=True)
+    for b in boxes:
+        b["annotation"] = f"{annotations.name}:{b['source_id']}"
+    first = {path: n for n, path in enumerate(dict.fromkeys(b["path"] for b in boxes))}
+    refs = [ImageRef(file=f, path=rel(f, images), split="unsplit") for d in class_dirs for f in list_images(d)]
+    refs.sort(key=lambda r: first.get(r.path, len(first)))
+    return ReadResult(task="classification", classes=classes, images=refs, boxes=boxes, splits=[("unsplit", ".")])
+
+
+# the boxes of annotation.txt make a detection set of the annotated images only
+SOURCE = Source(name="simpsons", task="classification", reader=_read, sample="cvpipe.sources.samples.simpsons:generate",
+                sample_stream=2, standalone=read_standalone, converters=("yolo",), unannotated="no_boxes")

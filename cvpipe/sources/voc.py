@@ -10,9 +10,10 @@ from typing import NamedTuple
 
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import read_file
-from cvpipe.data.classmap import ClassMap
+from cvpipe.data.classmap import ClassMap, read_class_list
 from cvpipe.data.files import image_files, list_images, rel, require_dir
 from cvpipe.data.manifest import ImageRef, ReadResult
+from cvpipe.sources import ReadOptions, Source, SourceCheck
 
 ANNOTATION_DIRS = ("annotations", "Annotations")
 IMAGE_DIRS = ("images", "JPEGImages")
@@ -245,11 +246,6 @@ class ImageFinder:
         return None, f"<filename> {filename!r} not found in {[rel(s, self.root) or '.' for s in self.search]}"
 
 
-def read_class_list(path: Path) -> list[str]:
-    """Class names, one a line (LabelImg's ``predefined_classes.txt``)."""
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def scan(
     root: Path,
     classes_file: Path | None = None,
@@ -393,3 +389,23 @@ def _box(o: VocObject, annotation: str, path: str, classes: ClassMap) -> dict:
         "source_image": path,
         "error": None,
     }
+
+
+def _read(root: Path, options: ReadOptions) -> ReadResult:
+    return read(root, options.classes_file, options.strict)
+
+
+def read_standalone(annotations: Path, images: Path, options: ReadOptions) -> ReadResult:
+    """An XML folder and its image folder, as ``stages.convert`` takes them without a manifest (strict)."""
+    return read(images, options.classes_file, strict=True, ann_dir=annotations, image_dirs=[images])
+
+
+SOURCE = Source(
+    name="voc", task="detection", reader=_read, sample="cvpipe.sources.samples.voc:generate", sample_stream=4,
+    standalone=read_standalone, converters=("yolo", "tfrecord"), declares_sizes=True,
+    unannotated="no_source_id",  # an image no XML names was never annotated (not the same as empty)
+    gate_checks=(SourceCheck(
+        "images.declared_size_present", "images", "ExpectColumnValuesToBeInSet", {"column": "size_declared", "value_set": [True]},
+        lambda r: f"annotation {r['source_id']} has no <size>",
+    ),),
+)

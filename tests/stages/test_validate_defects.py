@@ -369,14 +369,14 @@ def test_converters_refuse_a_non_finite_box_even_without_the_gate():
 
 
 def test_converters_refuse_two_coco_images_with_one_id(tmp_path):
-    from cvpipe.convert.dataset import from_coco
+    from stages import convert
 
     (tmp_path / "images").mkdir()
     doc = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 1, "file_name": "b.jpg"}], "annotations": [],
            "categories": [{"id": 1, "name": "x"}]}
     (tmp_path / "instances_val.json").write_text(json.dumps(doc))
     with pytest.raises(DataError, match=r"image id 1 is given to both 'a\.jpg' and 'b\.jpg'"):
-        from_coco(tmp_path / "instances_val.json", tmp_path / "images", sizes=False)
+        convert.run("coco-tfrecord", tmp_path / "out", tmp_path / "instances_val.json", tmp_path / "images")
 
 
 def test_converters_refuse_two_images_whose_label_files_would_collide():

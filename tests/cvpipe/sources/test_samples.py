@@ -12,8 +12,8 @@ from PIL import Image
 
 from cvpipe.data.manifest import probe_image
 from cvpipe.data.rle import coco_rle_decode, dsb_decode
-from cvpipe.sources import reader_for
-from cvpipe.sources.samples import SAMPLE_SOURCES, generate
+from cvpipe.sources import SOURCES, get_source
+from cvpipe.sources.samples import generate
 
 
 def tree_digest(root):
@@ -23,7 +23,7 @@ def tree_digest(root):
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     root = tmp_path_factory.mktemp("samples")
-    return {s: generate(s, root / s, seed=0) for s in SAMPLE_SOURCES}
+    return {s: generate(s, root / s, seed=0) for s in SOURCES}
 
 
 def test_generation_is_deterministic_and_seeded(samples, tmp_path):
@@ -59,7 +59,7 @@ def colour_histogram(image: Image.Image) -> np.ndarray:
 @pytest.mark.parametrize("source", ["fruits360", "simpsons"])
 def test_classification_samples_are_learnable(samples, source):
     """Even a nearest-centroid on colour histograms separates the classes: real training will."""
-    found = reader_for(source)(samples[source])
+    found = get_source(source).read(samples[source])
     feats = {i.path: colour_histogram(Image.open(i.file)) for i in found.images}
     train = [i for i in found.images if i.split == "train"]
     test = [i for i in found.images if i.split == "test"]
@@ -74,7 +74,7 @@ def test_classification_samples_are_learnable(samples, source):
 @pytest.mark.parametrize("source", ["coco", "voc"])
 def test_detection_samples_have_distinct_localised_objects(samples, source):
     """Box crops of different classes differ in colour; boxes lie inside their images."""
-    found = reader_for(source)(samples[source])
+    found = get_source(source).read(samples[source])
     images = {i.path: i for i in found.images}
     crops, labels = [], []
     for b in found.boxes:
@@ -109,7 +109,7 @@ def test_coco_sample_has_the_real_quirks(samples):
 
 def test_dsb_sample_masks_rle_and_image_kinds(samples):
     root = samples["dsb2018"]
-    found = reader_for("dsb2018")(root)
+    found = get_source("dsb2018").read(root)
     rows = {r["source_id"]: r for r in map(probe_image, found.images)}
     assert {r["mode"] for r in rows.values()} == {"RGBA"}
     assert {r["split"] for r in rows.values()} == {"train", "test"}
@@ -134,15 +134,15 @@ def test_voc_sample_is_labelimg_xml(samples):
     assert xml.find("path").text.startswith("/Users/")  # another machine's path, as LabelImg writes
     assert [c.tag for c in xml][:6] == ["folder", "filename", "path", "source", "size", "segmented"]
     assert any(p.suffix == ".JPG" for p in (root / "images").iterdir())
-    assert any(" " in n for n in reader_for("voc")(root).classes.names)
+    assert any(" " in n for n in get_source("voc").read(root).classes.names)
 
 
 def test_simpsons_and_fruits_names(samples):
-    fruits = reader_for("fruits360")(samples["fruits360"])
+    fruits = get_source("fruits360").read(samples["fruits360"])
     assert any(" " in n for n in fruits.classes.names)
     assert any(i.file.name.startswith("r_") and i.file.name.endswith("_100.jpg") for i in fruits.images)
     assert {probe_image(i)["width"] for i in fruits.images} == {100}
-    simpsons = reader_for("simpsons")(samples["simpsons"])
+    simpsons = get_source("simpsons").read(samples["simpsons"])
     sizes = {(r["width"], r["height"]) for r in map(probe_image, simpsons.images)}
     assert len(sizes) > 10  # varied sizes, as in the real set
     line = (samples["simpsons"] / "annotation.txt").read_text().splitlines()[0]
