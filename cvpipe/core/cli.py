@@ -43,6 +43,15 @@ def report(exc: CvpipeError) -> int:
     return 1
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str], params_file: Path | None = None) -> argparse.Namespace:
+    """A stage's arguments from its command line (as dvc.yaml writes it); a stage that takes ``--params`` and was not
+    given one reads ``params_file`` (another front end, such as the Prefect flow, chose the file)."""
+    args = parser.parse_args(argv)
+    if params_file is not None and "--params" not in argv and parser.get_default("params") is not None:
+        args.params = Path(params_file)
+    return args
+
+
 def main(parser: argparse.ArgumentParser, execute: Callable[[argparse.Namespace], Any], argv: list[str] | None = None) -> int:
     """Parse ``argv`` (argparse names a bad option and exits 2), run ``execute``; 0, or 1 with one line."""
     args = parser.parse_args(argv)
