@@ -109,6 +109,7 @@ def prefect_yaml(params_file: Path, params: dict[str, Any]) -> str:
 
 
 def api_up(url: str) -> bool:
+    """Whether a Prefect API answers at ``url``."""
     from cvpipe.mlops.ui import answers
 
     return answers(f"{url.rstrip('/')}/health")
@@ -157,6 +158,7 @@ def with_server(argv: list[str], port: int) -> int:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m flows.deploy``."""
     parser = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="also run the deployments here until Ctrl-C (make serve)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -166,6 +168,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def execute(args: argparse.Namespace) -> None:
+    """Write prefect.yaml, or register (or serve) the deployments of params.yaml's ``schedules``."""
     params = load_params(args.params)
     found = schedules(params)  # a bad schedule is reported before any server starts
     if args.write_prefect_yaml:
@@ -189,6 +192,7 @@ def execute(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.deploy``: 0, or 1 with one error line."""
     return cli.main(get_args_parser(), execute, argv)
 
 

@@ -70,6 +70,7 @@ def run_stage(spec: StageSpec, params_file: Path, params: dict) -> Any:
 
 @task(name="sample", task_run_name="sample@{name}", retries=1, cache_policy=NO_CACHE)
 def sample_task(name: str, source: str, raw: Path, seed: int) -> list[str]:
+    """The dataset's embedded sample, generated if its raw folder is missing."""
     return samples.run({name: source}, raw, seed)
 
 
@@ -180,6 +181,7 @@ def dask_runner(address: str, workers: int = 2):
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m flows.pipeline``."""
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", action="append", help="only this dataset (repeatable); default: all in params.yaml")
     parser.add_argument("--stage", action="append", help="only this stage group of dvc.yaml (repeatable), e.g. ingest")
@@ -191,6 +193,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def execute(args: argparse.Namespace) -> dict:
+    """Check the plan, then run the flow; its results by dataset and stage (a failed run is one error)."""
     plan(args.dataset, args.stage, args.params)  # bad input is one line, before a Prefect server starts
     if args.dask:
         dask_runner(args.dask, args.dask_workers)  # a bad address is one line, before a Prefect server starts
@@ -202,6 +205,7 @@ def execute(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.pipeline``: 0, or 1 with the failure."""
     return cli.main(get_args_parser(), execute, argv)
 
 

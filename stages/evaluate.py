@@ -79,6 +79,7 @@ def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> E
 
 
 def scorer_parser(name: str) -> argparse.ArgumentParser:
+    """The command line of ``python -m stages.evaluate <scorer>``."""
     parser = argparse.ArgumentParser(prog=f"python -m stages.evaluate {name}", description="Score a submission file against "
                                      "a solution file in the competition's format")
     parser.set_defaults(scorer=name)
@@ -89,6 +90,7 @@ def scorer_parser(name: str) -> argparse.ArgumentParser:
 
 
 def execute_scorer(args: argparse.Namespace):
+    """Score the submission file; print the score (and write each image's with ``--per-image``)."""
     result = get_scorer(args.scorer)(args.truth, args.submission)
     if args.per_image:
         rows = "".join(f"{image},{score:.6f}\n" for image, score in sorted(result.per_image.items()))
