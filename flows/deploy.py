@@ -72,13 +72,14 @@ def schedules(params: dict[str, Any]) -> list[Schedule]:
     return found
 
 
-def deployments(params_file: Path) -> list:
-    """RunnerDeployments of the scheduled flows, with the parameters checked against each flow's signature."""
+def deployments(params_file: Path, params: dict[str, Any]) -> list:
+    """RunnerDeployments of the scheduled flows of ``params`` (read from ``params_file``, which each run reads again),
+    with the parameters checked against each flow's signature."""
     from flows.pipeline import pipeline
 
     flows = {"pipeline": pipeline}
     result = []
-    for s in schedules(load_params(params_file)):
+    for s in schedules(params):
         parameters = {"params_file": str(params_file), **s.parameters}
         unknown = set(parameters) - set(flows[s.flow].parameters.properties)
         if unknown:
@@ -89,7 +90,7 @@ def deployments(params_file: Path) -> list:
     return result
 
 
-def prefect_yaml(params_file: Path) -> str:
+def prefect_yaml(params_file: Path, params: dict[str, Any]) -> str:
     """``prefect.yaml``: the scheduled deployments on the process work pool, for ``prefect deploy --all``."""
     import yaml
     from prefect import __version__
@@ -97,7 +98,7 @@ def prefect_yaml(params_file: Path) -> str:
     # deployments() checks each schedule's parameters against its flow, in the order of schedules()
     entries = [{"name": s.name, "description": d.description, "entrypoint": ENTRYPOINTS[s.flow], "tags": ["cvpipe"],
                 "parameters": dict(d.parameters), "schedules": [{"cron": s.cron}], "work_pool": {"name": WORK_POOL}}
-               for s, d in zip(schedules(load_params(params_file)), deployments(params_file), strict=True)]
+               for s, d in zip(schedules(params), deployments(params_file, params), strict=True)]
     config = {"name": "cvpipe", "prefect-version": __version__, "build": None, "push": None,
               # the worker runs the flow in its own checkout of the project (with the data DVC pulled there)
               "pull": [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $CVPIPE_PROJECT_DIR }}"}}],
@@ -108,25 +109,26 @@ def prefect_yaml(params_file: Path) -> str:
 
 
 def api_up(url: str) -> bool:
+    """Whether a Prefect API answers at ``url``."""
     from cvpipe.mlops.ui import answers
 
     return answers(f"{url.rstrip('/')}/health")
 
 
-def register(params_file: Path) -> list[str]:
+def register(params_file: Path, params: dict[str, Any]) -> list[str]:
     """Create or update each deployment on the server; returns their names as ``flow/deployment``."""
     names = []
-    for deployment in deployments(params_file):
+    for deployment in deployments(params_file, params):
         deployment.apply()
         names.append(deployment.full_name)
     return names
 
 
-def serve(params_file: Path) -> None:
+def serve(params_file: Path, params: dict[str, Any]) -> None:
     """Register and run the deployments in this process until interrupted."""
     from prefect import serve as prefect_serve
 
-    prefect_serve(*deployments(params_file))
+    prefect_serve(*deployments(params_file, params))
 
 
 def with_server(argv: list[str], port: int) -> int:
@@ -156,6 +158,7 @@ def with_server(argv: list[str], port: int) -> int:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m flows.deploy``."""
     parser = argparse.ArgumentParser(prog="python -m flows.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help="also run the deployments here until Ctrl-C (make serve)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
@@ -165,10 +168,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def execute(args: argparse.Namespace) -> None:
-    schedules(load_params(args.params))  # a bad schedule is reported before any server starts
+    """Write prefect.yaml, or register (or serve) the deployments of params.yaml's ``schedules``."""
+    params = load_params(args.params)
+    found = schedules(params)  # a bad schedule is reported before any server starts
     if args.write_prefect_yaml:
-        write_text(PREFECT_YAML, prefect_yaml(args.params))
-        print(f"{PREFECT_YAML}: {len(schedules(load_params(args.params)))} deployments on the work pool {WORK_POOL!r}")
+        write_text(PREFECT_YAML, prefect_yaml(args.params, params))
+        print(f"{PREFECT_YAML}: {len(found)} deployments on the work pool {WORK_POOL!r}")
         return
     if not os.environ.get("PREFECT_API_URL"):
         if not args.serve and not api_up(f"http://127.0.0.1:{args.port}/api"):
@@ -180,13 +185,14 @@ def execute(args: argparse.Namespace) -> None:
             raise SystemExit(code)
         return
     if args.serve:
-        serve(args.params)
+        serve(args.params, params)
     else:
-        for name in register(args.params):
+        for name in register(args.params, params):
             print(f"deployment {name} registered on {os.environ['PREFECT_API_URL']}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.deploy``: 0, or 1 with one error line."""
     return cli.main(get_args_parser(), execute, argv)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 from dataclasses import asdict, is_dataclass
@@ -45,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def stage_key(context, parameters: dict) -> str:
     """What the stage reads, as dvc.yaml declares it; where MLflow writes counts too (register's side effects)."""
-    spec, params_file = parameters["spec"], Path(parameters["params_file"])
-    return f"{spec.name}-" + content_key(spec, load_params(params_file), ROOT, os.environ.get("MLFLOW_TRACKING_URI"))
+    spec, params = parameters["spec"], parameters["params"]
+    return f"{spec.name}-" + content_key(spec, params, ROOT, os.environ.get("MLFLOW_TRACKING_URI"))
 
 
 def _plain(value: Any) -> Any:
@@ -54,16 +55,14 @@ def _plain(value: Any) -> Any:
 
 
 @task(name="stage", task_run_name="{spec.name}", cache_key_fn=stage_key, persist_result=True, retries=1, retry_delay_seconds=5)
-def run_stage(spec: StageSpec, params_file: Path) -> Any:
-    """One dvc.yaml stage, in this process: the module's own argument parser and ``execute``."""
+def run_stage(spec: StageSpec, params_file: Path, params: dict) -> Any:
+    """One dvc.yaml stage, in this process: the module's own argument parser and ``execute``; ``params`` (read from
+    ``params_file`` once per flow run) goes to a stage whose ``execute`` takes it, the others read ``--params``."""
     module = importlib.import_module(spec.module)
-    parser = module.get_args_parser()
-    argv = list(spec.args)
-    # stages that read params.yaml themselves take --params; the others get their values in the command
-    if "--params" in parser._option_string_actions and "--params" not in argv:
-        argv += ["--params", str(params_file)]
-    args = parser.parse_args(argv)
+    args = cli.parse(module.get_args_parser(), list(spec.args), params_file)
     try:
+        if "params" in inspect.signature(module.execute).parameters:
+            return _plain(module.execute(args, params))
         return _plain(module.execute(args))
     except CvpipeError as exc:  # bad data or params: one line, no retry (the same again would fail the same way)
         return Failed(message=f"{spec.name}: {cli.located(exc, args)}")
@@ -71,6 +70,7 @@ def run_stage(spec: StageSpec, params_file: Path) -> Any:
 
 @task(name="sample", task_run_name="sample@{name}", retries=1, cache_policy=NO_CACHE)
 def sample_task(name: str, source: str, raw: Path, seed: int) -> list[str]:
+    """The dataset's embedded sample, generated if its raw folder is missing."""
     return samples.run({name: source}, raw, seed)
 
 
@@ -137,7 +137,8 @@ def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path
         for s in own:
             missing = any(not (ROOT / out).exists() for out in s.outs)
             waits = [futures[u] for u in before[s.name] if u in futures] or [futures[f"sample@{name}"]]
-            futures[s.name] = run_stage.with_options(refresh_cache=refresh or missing).submit(s, params_file, wait_for=waits)
+            futures[s.name] = run_stage.with_options(refresh_cache=refresh or missing).submit(s, params_file, params,
+                                                                                              wait_for=waits)
     results: dict[str, dict] = {}
     failed, details, skipped = [], [], []
     for key, future in futures.items():
@@ -180,6 +181,7 @@ def dask_runner(address: str, workers: int = 2):
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m flows.pipeline``."""
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", action="append", help="only this dataset (repeatable); default: all in params.yaml")
     parser.add_argument("--stage", action="append", help="only this stage group of dvc.yaml (repeatable), e.g. ingest")
@@ -191,6 +193,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def execute(args: argparse.Namespace) -> dict:
+    """Check the plan, then run the flow; its results by dataset and stage (a failed run is one error)."""
     plan(args.dataset, args.stage, args.params)  # bad input is one line, before a Prefect server starts
     if args.dask:
         dask_runner(args.dask, args.dask_workers)  # a bad address is one line, before a Prefect server starts
@@ -202,6 +205,7 @@ def execute(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.pipeline``: 0, or 1 with the failure."""
     return cli.main(get_args_parser(), execute, argv)
 
 

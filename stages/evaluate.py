@@ -1,6 +1,7 @@
 """Evaluate: the trained model on the held-out split; metrics, confusion matrices and pictures.
 
-    python -m stages.evaluate --dataset fruits360 [--model-dir models/fruits360] [--out reports/evaluate/fruits360]
+    python -m stages.evaluate --dataset fruits360 --model-dir models/fruits360 --data-dir data/validated/fruits360 \
+        --out reports/evaluate/fruits360
     python -m stages.evaluate dsb-score --truth stage1_solution.csv --submission submission.csv [--per-image scores.csv]
 
 The second form scores a competition submission file against its solution file, as people score
@@ -20,18 +21,20 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cvpipe.core import cli
-from cvpipe.core.errors import ParamsError
 from cvpipe.core.io import write_json, write_text
-from cvpipe.core.params import cpu_threads, load_params, lookup, mapping, training_settings
-from cvpipe.tasks import SCORERS, dataset_task, get_scorer, get_task
+from cvpipe.core.params import load_params
+from cvpipe.tasks import SCORERS, Compute, dataset_task, evaluate_settings, get_scorer, get_task, trained_config
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvaluateResult:
+    """What one evaluation found: the split, its image count and the task's primary metric (all of metrics.json too)."""
+
     split: str
     images: int
     primary_metric: str
@@ -39,48 +42,44 @@ class EvaluateResult:
     metrics: dict
 
 
-def run(task: str, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
-        cache_dir: Path | None = Path(".cache/cvpipe"), title: str | None = None, settings: dict | None = None) -> EvaluateResult:
-    """Score ``task``'s model in ``model_dir`` on ``split``; write its reports and ``metrics.json`` to ``out``.
-    ``settings``: the task's ``<task>.evaluate`` section of params.yaml."""
+def run(task: str, model_dir: Path, data_dir: Path, out: Path, settings: Any, compute: Compute, split: str = "test",
+        title: str | None = None) -> EvaluateResult:
+    """Score ``task``'s model in ``model_dir`` (trained as its train.json says) on ``split`` of ``data_dir``; write its
+    reports and ``metrics.json`` to ``out``. ``settings``: the task's evaluate settings (``Task.evaluate_settings``)."""
     implementation = get_task(task)
-    metrics = implementation.evaluate(model_dir, manifest_dir, out, split, device, cache_dir, title or manifest_dir.name, settings)
+    config = trained_config(implementation, model_dir)
+    metrics = implementation.evaluate(model_dir, data_dir, out, split, config, settings, compute, title or data_dir.name)
     write_json(out / "metrics.json", metrics)
     key = implementation.primary_metric
     return EvaluateResult(str(metrics.get("split", split)), int(metrics.get("images", 0)), key, float(metrics[key]), metrics)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m stages.evaluate`` (the dataset form)."""
     parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="a dataset listed in params.yaml")
-    parser.add_argument("--model-dir", type=Path, help="default: models/<dataset>")
-    parser.add_argument("--data-dir", "--manifest-dir", dest="manifest_dir", type=Path,
-                        help="what the task reads (default: <the task's data_root>/<dataset>)")
-    parser.add_argument("--out", type=Path, help="default: reports/evaluate/<dataset>")
+    parser.add_argument("--model-dir", type=Path, required=True, help="the trained model folder (models/<dataset>)")
+    parser.add_argument("--data-dir", "--manifest-dir", dest="manifest_dir", type=Path, required=True,
+                        help="what the task reads (the validated manifest, or the converted YOLO folder)")
+    parser.add_argument("--out", type=Path, required=True, help="the reports folder to write (reports/evaluate/<dataset>)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     return parser
 
 
-def execute(args: argparse.Namespace) -> EvaluateResult:
-    params = load_params(args.params)
-    from cvpipe.tasks.training import set_cpu_threads  # torch, only when a stage really runs
-
-    set_cpu_threads(cpu_threads(params))
+def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> EvaluateResult:
+    """Run the stage on parsed arguments; ``params``: params.yaml already read (else read from ``--params``)."""
+    params = load_params(args.params) if params is None else params
+    compute = Compute.from_params(params)
     task = dataset_task(params, args.dataset)
-    device, cache_dir = training_settings(params)
-    settings = mapping(lookup(params, f"{task}.evaluate", {}), f"{task}.evaluate")
-    try:
-        result = run(task, args.model_dir or Path("models") / args.dataset,
-                     args.manifest_dir or Path(get_task(task).data_root) / args.dataset,
-                     args.out or Path("reports/evaluate") / args.dataset, args.split, device, cache_dir, args.dataset, settings)
-    except ParamsError as exc:
-        raise exc.under(f"{task}.evaluate", args.params) from None
+    settings = evaluate_settings(params, task)
+    result = run(task, args.model_dir, args.manifest_dir, args.out, settings, compute, args.split, args.dataset)
     log.info("%s on %s (%d images): %s %.3f", args.dataset, result.split, result.images, result.primary_metric, result.primary)
     return result
 
 
 def scorer_parser(name: str) -> argparse.ArgumentParser:
+    """The command line of ``python -m stages.evaluate <scorer>``."""
     parser = argparse.ArgumentParser(prog=f"python -m stages.evaluate {name}", description="Score a submission file against "
                                      "a solution file in the competition's format")
     parser.set_defaults(scorer=name)
@@ -91,6 +90,7 @@ def scorer_parser(name: str) -> argparse.ArgumentParser:
 
 
 def execute_scorer(args: argparse.Namespace):
+    """Score the submission file; print the score (and write each image's with ``--per-image``)."""
     result = get_scorer(args.scorer)(args.truth, args.submission)
     if args.per_image:
         rows = "".join(f"{image},{score:.6f}\n" for image, score in sorted(result.per_image.items()))
@@ -101,6 +101,7 @@ def execute_scorer(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m stages.evaluate``: 0, or 1 with one error line."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SCORERS:
         return cli.main(scorer_parser(argv[0]), execute_scorer, argv[1:])

@@ -1,6 +1,6 @@
 """Train: a model for one dataset from its validated manifest, with the settings in params.yaml.
 
-    python -m stages.train --dataset fruits360 [--manifest-dir data/validated/fruits360] [--out models/fruits360]
+    python -m stages.train --dataset fruits360 --data-dir data/validated/fruits360 --out models/fruits360
 
 The dataset's task (``datasets.<name>.task``) decides what trains, with the dataset's section
 ``<task>.datasets.<name>``; device and cache folder come from ``train``. Writes the task's model,
@@ -12,7 +12,7 @@ Several GPUs (``train.device: [0, 1]``): ultralytics starts its own processes; t
 (classification, segmentation) run one process per device under torchrun, and say so when started
 without it:
 
-    torchrun --nproc-per-node 2 -m stages.train --dataset fruits360
+    torchrun --nproc-per-node 2 -m stages.train --dataset fruits360 --data-dir data/validated/fruits360 --out models/fruits360
 """
 
 from __future__ import annotations
@@ -22,50 +22,43 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from cvpipe.core import cli
 from cvpipe.core.errors import ParamsError
 from cvpipe.core.io import write_json
-from cvpipe.core.params import cpu_threads, load_params, training_settings
-from cvpipe.tasks import TrainResult, get_task, task_section
+from cvpipe.core.params import load_params
+from cvpipe.tasks import Compute, TrainResult, get_task, task_section
 
 log = logging.getLogger(__name__)
 
 
-def run(
-    task: str,
-    manifest_dir: Path,
-    out: Path,
-    params: dict,
-    device: str = "auto",
-    cache_dir: Path | None = Path(".cache/cvpipe"),
-    stop_after: int | None = None,
-) -> TrainResult:
-    """Train ``task``'s model on ``manifest_dir``; ``params`` is the dataset's training section."""
-    return get_task(task).train(manifest_dir, out, params, device, cache_dir, stop_after)
+def run(task: str, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
+    """Train ``task``'s model on ``data_dir`` with ``config`` (the task's training config) and write it to ``out``."""
+    return get_task(task).train(data_dir, out, config, compute, stop_after)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m stages.train``."""
     parser = argparse.ArgumentParser(prog="python -m stages.train", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="a dataset listed in params.yaml")
-    parser.add_argument("--data-dir", "--manifest-dir", dest="manifest_dir", type=Path,
-                        help="what the task reads (default: <the task's data_root>/<dataset>)")
-    parser.add_argument("--out", type=Path, help="default: models/<dataset>")
+    parser.add_argument("--data-dir", "--manifest-dir", dest="manifest_dir", type=Path, required=True,
+                        help="what the task reads (the validated manifest, or the converted YOLO folder)")
+    parser.add_argument("--out", type=Path, required=True, help="the model folder to write (models/<dataset>)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--metrics", type=Path, help="write the summary here as JSON (for dvc metrics)")
     return parser
 
 
-def execute(args: argparse.Namespace) -> TrainResult:
-    params = load_params(args.params)
+def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> TrainResult:
+    """Run the stage on parsed arguments; ``params``: params.yaml already read (else read from ``--params``)."""
+    params = load_params(args.params) if params is None else params
     task, section = task_section(params, args.dataset)
-    device, cache_dir = training_settings(params)
-    from cvpipe.tasks.training import Ranks, TorchrunRequired, set_cpu_threads  # torch, only when a stage really runs
+    compute = Compute.from_params(params)
+    from cvpipe.tasks.training import Ranks, TorchrunRequired  # torch, only when a stage really runs
 
-    set_cpu_threads(cpu_threads(params))
     try:
-        result = run(task, args.manifest_dir or Path(get_task(task).data_root) / args.dataset, args.out or Path("models") / args.dataset,
-                     section, device, cache_dir)
+        result = run(task, args.manifest_dir, args.out, get_task(task).train_config(section), compute)
     except TorchrunRequired as exc:
         raise exc.running(command_line(args)).in_file(args.params) from None
     except ParamsError as exc:  # a key of the dataset's section, or train.device
@@ -90,6 +83,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m stages.train``: 0, or 1 with one error line."""
     return cli.main(get_args_parser(), execute, argv)
 
 

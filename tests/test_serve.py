@@ -86,15 +86,19 @@ def served(fruits_manifest, tmp_path, monkeypatch):  # noqa: F811
     served by ``python -m cvpipe.mlops.serve`` on a free loopback port; the whole process group stopped after."""
     import mlflow
 
+    from cvpipe.classification.fit import TrainConfig
+    from cvpipe.tasks import Compute
     from stages import evaluate, register, train
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     params = {"architecture": "littlevgg", "image_size": 32, "epochs": 4, "batch_size": 16, "lr": 0.003, "patience": 4, "seed": 0}
-    train.run("classification", fruits_manifest, tmp_path / "model", params)
-    evaluate.run("classification", tmp_path / "model", fruits_manifest, tmp_path / "eval")
-    assert register.run("fruits", "classification", tmp_path / "model", tmp_path / "eval", fruits_manifest).alias == "champion"
+    compute = Compute("auto", 2, None)
+    train.run("classification", fruits_manifest, tmp_path / "model", TrainConfig.from_params(params), compute)
+    evaluate.run("classification", tmp_path / "model", fruits_manifest, tmp_path / "eval", None, compute)
+    gate = register.Gate(margin=0.0, tolerance=0.05, cpu_threads=2)
+    assert register.run("fruits", "classification", tmp_path / "model", tmp_path / "eval", fruits_manifest, gate).alias == "champion"
 
     port = free_port()
     (tmp_path / "tmp").mkdir()

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from cvpipe.classification.fit import TrainConfig
 from cvpipe.mlops.servers import free_port, s3_client, start_local_s3
 from cvpipe.mlops.ui import answers, stop
+from cvpipe.tasks import Compute
 from stages import evaluate, train
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
@@ -55,12 +57,13 @@ def test_register_and_promote_on_postgresql_with_artifacts_in_s3_and_no_secret_l
         assert server.poll() is None and answers(f"{uri}/health"), (tmp_path / "server.out").read_text()[-3000:]
         assert b"MLflow tracking server: " + uri.encode() in (tmp_path / "server.out").read_bytes()
 
-        worse = train.run("classification", fruits_manifest, tmp_path / "worse", PARAMS | {"epochs": 1, "lr": 0.0005},
-                          cache_dir=tmp_path / "cache")
-        good = train.run("classification", fruits_manifest, tmp_path / "good", PARAMS | {"epochs": 10}, cache_dir=tmp_path / "cache")
+        compute = Compute("auto", 2, tmp_path / "cache")
+        worse = train.run("classification", fruits_manifest, tmp_path / "worse",
+                          TrainConfig.from_params(PARAMS | {"epochs": 1, "lr": 0.0005}), compute)
+        good = train.run("classification", fruits_manifest, tmp_path / "good", TrainConfig.from_params(PARAMS | {"epochs": 10}), compute)
         assert worse.epochs == 1 and good.epochs > 1
         for name in ("worse", "good"):
-            evaluate.run("classification", tmp_path / name, fruits_manifest, tmp_path / f"eval_{name}", cache_dir=tmp_path / "cache")
+            evaluate.run("classification", tmp_path / name, fruits_manifest, tmp_path / f"eval_{name}", None, compute)
 
         def register(name: str) -> dict:
             proc = subprocess.run([sys.executable, "-m", "stages.register", "--dataset", "fruits360", "--model-dir", str(tmp_path / name),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cvpipe.sources.samples import generate
+from cvpipe.tasks import Compute
 from stages import convert
 
 pytestmark = pytest.mark.slow
@@ -66,11 +67,12 @@ def test_an_interrupted_detection_training_resumes_from_last_pt_and_publishes_on
     monkeypatch.chdir(tmp_path)
     params = {"epochs": 3, "imgsz": 64, "batch": 32, "patience": 5, "augment": {"mosaic": 0.0}}
     task, cache, out = DetectionTask(), tmp_path / "cache", tmp_path / "models" / "underground"
+    config, compute = task.train_config(params), Compute("cpu", 2, cache)
     with pytest.raises(Interrupted):
-        task.train(tmp_path / "yolo", out, params, "cpu", cache, stop_after=1)
+        task.train(tmp_path / "yolo", out, config, compute, stop_after=1)
     runs = list((cache / "yolo-runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "weights" / "last.pt").is_file() and not out.exists()
-    result = task.train(tmp_path / "yolo", out, params, "cpu", cache)
+    result = task.train(tmp_path / "yolo", out, config, compute)
     assert result.resumed_from_epoch == 0 and result.epochs == 3  # one epoch done, two more after the resume
     assert sorted(p.name for p in out.iterdir()) == ["classes.json", "history.csv", "model.pt", "train.json"]
     assert [int(line.split(",")[0]) for line in (out / "history.csv").read_text().splitlines()[1:]] == [1, 2, 3]

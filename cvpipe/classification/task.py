@@ -10,9 +10,10 @@ from typing import Any
 
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import write_json, write_text
+from cvpipe.core.params import check_keys, mapping
 from cvpipe.core.plots import csv_text
-from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device
+from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
+from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device, set_cpu_threads
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -28,14 +29,28 @@ class ClassificationTask:
     primary_metric = "macro_f1"
     per_group_metric = "f1"  # metrics.json's per-class F1, by class name
     group_name = "class"
-    data_root = "data/validated"
 
-    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
-              cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
+    def train_config(self, section: dict[str, Any]) -> Any:
+        """:class:`~cvpipe.classification.fit.TrainConfig` of ``classification.datasets.<dataset>`` or train.json."""
         from cvpipe.classification.fit import TrainConfig
 
-        config = TrainConfig.from_params(params)
-        return on_ranks(device, lambda dev, ranks: self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after))
+        return TrainConfig.from_params(section)
+
+    def evaluate_settings(self, section: dict[str, Any]) -> None:
+        """Classification has no ``classification.evaluate`` settings: any key there is unknown."""
+        check_keys(mapping(section, ""), ())
+
+    def load(self, data_dir: Path, config: Any) -> Any:
+        """The validated manifest as an :class:`~cvpipe.classification.data.ImageTable`, val carved as in training."""
+        from cvpipe.classification.data import load_table
+
+        return load_table(data_dir, config.val_fraction)
+
+    def train(self, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
+        """Train ``config``'s classifier on the validated manifest in ``data_dir`` (see :class:`~cvpipe.tasks.Task`)."""
+        set_cpu_threads(compute.cpu_threads)
+        return on_ranks(compute.device, lambda dev, ranks: self._train(data_dir, out, config, dev, ranks, compute.cache_dir,
+                                                                         stop_after))
 
     def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
                stop_after: int | None) -> TrainResult:
@@ -73,24 +88,27 @@ class ClassificationTask:
             checkpoint.unlink(missing_ok=True)  # finished: the next run with these inputs starts afresh
         return summary
 
-    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
-                 cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    def evaluate(self, model_dir: Path, data_dir: Path, out: Path, split: str, config: Any, settings: None, compute: Compute,
+                 title: str) -> dict[str, Any]:
+        """Macro-F1, confusion matrices, per-class scores and the most confident mistakes on ``split``."""
         import numpy as np
         import pandas as pd
 
-        from cvpipe.classification.data import decode_resized, load_table, load_tensors
+        from cvpipe.classification.data import decode_resized, load_tensors
         from cvpipe.classification.evaluate import score, write_report
         from cvpipe.classification.fit import predict
         from cvpipe.classification.models import load_trained
 
-        table = load_table(manifest_dir, trained_params(model_dir).get("val_fraction", 0.2))
-        dev = pick_device(device)
+        set_cpu_threads(compute.cpu_threads)
+        table = self.load(data_dir, config)
+        dev = pick_device(compute.device)
         model, meta = load_trained(model_dir / "model.pt", dev)
         if table.classes.names != meta["classes"]:
             raise DataError(model_dir / "model.pt", f"model classes {meta['classes']} differ from the dataset's {table.classes.names}")
         idx = table.indices(split)
         if not len(idx):
-            raise DataError(manifest_dir / "manifest.parquet", f"no images in the {split!r} split to evaluate on")
+            raise DataError(data_dir / "manifest.parquet", f"no images in the {split!r} split to evaluate on")
+        cache_dir = compute.cache_dir
         images = load_tensors(table, meta["image_size"], cache_dir / "tensors" if cache_dir else None)
         probs = predict(model, images, idx, dev)
         pred, conf = probs.argmax(1), probs.max(1)
@@ -106,25 +124,22 @@ class ClassificationTask:
         wrong = np.flatnonzero(pred != truth)
         wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:GALLERY_MAX]  # the most confident mistakes first
         gallery = [(decode_resized(table.files[idx[k]], 96), f"{names[truth[k]]}\n-> {names[pred[k]]} ({conf[k]:.2f})") for k in wrong]
-        metrics = write_report(out, scores, predictions, title or manifest_dir.name, gallery)
+        metrics = write_report(out, scores, predictions, title, gallery)
         metrics["split"] = split
         return metrics
 
-    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
-                  settings: dict[str, Any] | None = None) -> LoggedModel:
+    def log_model(self, model_dir: Path, data: Any, registered_name: str, config: Any, settings: None) -> LoggedModel:
+        """The classifier as an MLflow pyfunc model (image files in, class names out), registered."""
         import mlflow
 
         from cvpipe.classification import mlflow_model
-        from cvpipe.classification.data import load_table
         from cvpipe.classification.pyfunc import SIGNATURE
         from cvpipe.data.model_input import images_frame
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         if not (model_dir / "model.pt").is_file():
             raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
-        params = trained_params(model_dir)
-        table = load_table(manifest_dir, params.get("val_fraction", 0.2))
-        example = images_frame(table.files[k] for k in table.indices("train")[:2])
+        example = images_frame(data.files[k] for k in data.indices("train")[:2])
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(mlflow_model.__file__)), artifacts={"model": str(model_dir / "model.pt")},
             signature=SIGNATURE, input_example=example, code_paths=[str(Path(__file__).resolve().parents[1])],
@@ -132,17 +147,17 @@ class ClassificationTask:
         )
         return LoggedModel(registered_name, str(info.registered_model_version))
 
-    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+    def score(self, model_uri: str, data: Any, split: str, cpu_threads: int) -> Scores:
         """Macro-F1 and per-class F1 of the registered model at ``model_uri``, loaded as anyone would load it."""
         import mlflow.pyfunc
         import numpy as np
 
-        from cvpipe.classification.data import load_table
         from cvpipe.classification.evaluate import score
         from cvpipe.data.model_input import images_frame, takes_files
         from cvpipe.data.pil import open_image
 
-        table = load_table(manifest_dir, params.get("val_fraction", 0.2))
+        set_cpu_threads(cpu_threads)
+        table = data
         idx = table.indices(split)
         names = table.classes.names
         model = mlflow.pyfunc.load_model(model_uri)

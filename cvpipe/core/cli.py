@@ -43,6 +43,16 @@ def report(exc: CvpipeError) -> int:
     return 1
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str], params_file: Path | None = None) -> argparse.Namespace:
+    """A stage's arguments from its command line (as dvc.yaml writes it); a stage that takes ``--params`` and was not
+    given one reads ``params_file`` (another front end, such as the Prefect flow, chose the file)."""
+    if params_file is not None and "--params" not in argv:
+        args, unknown = parser.parse_known_args([*argv, "--params", str(params_file)])
+        if not unknown:
+            return args
+    return parser.parse_args(argv)  # also what names a bad option (argparse exits 2)
+
+
 def main(parser: argparse.ArgumentParser, execute: Callable[[argparse.Namespace], Any], argv: list[str] | None = None) -> int:
     """Parse ``argv`` (argparse names a bad option and exits 2), run ``execute``; 0, or 1 with one line."""
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cvpipe.core.errors import DataError
-from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
+from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
 
 log = logging.getLogger(__name__)
 PIP_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "ultralytics==8.4.190", "numpy", "pillow", "pandas"]
@@ -24,21 +24,36 @@ class DetectionTask:
     primary_metric = "map50_95"
     per_group_metric = "ap50_95"  # metrics.json's AP50-95 per class present in the split, by class name
     group_name = "class"
-    data_root = "data/yolo"  # what the stages read: the converted YOLO folder
 
-    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
-              cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
-        import torch
+    def train_config(self, section: dict[str, Any]) -> Any:
+        """:class:`~cvpipe.detection.fit.DetectionConfig` of ``detection.datasets.<dataset>`` or train.json."""
+        from cvpipe.detection.fit import DetectionConfig
 
+        return DetectionConfig.from_params(section)
+
+    def evaluate_settings(self, section: dict[str, Any]) -> Any:
+        """:class:`~cvpipe.detection.evaluate.Settings` of ``detection.evaluate``."""
+        from cvpipe.detection.evaluate import Settings
+
+        return Settings.from_params(section)
+
+    def load(self, data_dir: Path, config: Any) -> Any:
+        """The converted YOLO folder in ``data_dir`` (``data/yolo/<dataset>``)."""
+        from cvpipe.detection.data import YoloSet
+
+        return YoloSet.read(data_dir)
+
+    def train(self, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
+        """Train ``config``'s YOLO with ultralytics on the converted YOLO folder ``data_dir``."""
         from cvpipe.core.io import remove_dir
         from cvpipe.detection import fit as t
-        from cvpipe.detection.data import YoloSet, training_mirror
-        from cvpipe.tasks.training import fingerprint
+        from cvpipe.detection.data import training_mirror
+        from cvpipe.tasks.training import fingerprint, set_cpu_threads
 
-        config = t.DetectionConfig.from_params(params)
-        dev = t.check_device(device)
-        work = _ultralytics_loaded(cache_dir)
-        data = YoloSet.read(manifest_dir)
+        set_cpu_threads(compute.cpu_threads)
+        dev = t.check_device(compute.device)
+        work = _ultralytics_loaded(compute.cache_dir)
+        data = self.load(data_dir, config)
         data_digest, params_digest = data.digest(), fingerprint(asdict(config))
         devices = dev.split(":")[0] if "," not in dev else f"cuda x{dev.count(',') + 1}"  # a DDP run resumes only as one
         key = fingerprint(data_digest, params_digest, t.CODE_VERSION, devices)
@@ -46,7 +61,7 @@ class DetectionTask:
         counts = training_mirror(data, mirror, config.val_fraction)
         log.info("%d train / %d val images (from images/train), %d classes, %s on %s", counts["train"], counts["val"],
                  len(data.classes), config.model, dev)
-        trained = t.fit(config, mirror / "data.yaml", run_dir, dev, torch.get_num_threads(), stop_after)
+        trained = t.fit(config, mirror / "data.yaml", run_dir, dev, compute.cpu_threads, stop_after)
         summary = TrainResult(
             task=self.name, model=Path(config.model).stem, epochs=trained.epochs, best_epoch=trained.best_epoch,
             stopped_early=trained.stopped_early, resumed_from_epoch=trained.resumed_from, device=trained.device,
@@ -57,18 +72,19 @@ class DetectionTask:
         remove_dir(mirror)
         return summary
 
-    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
-                 cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    def evaluate(self, model_dir: Path, data_dir: Path, out: Path, split: str, config: Any, settings: Any, compute: Compute,
+                 title: str) -> dict[str, Any]:
+        """mAP (ours and pycocotools'), a confusion matrix, precision-recall curves and an error gallery on ``split``."""
         from cvpipe.detection import evaluate as e
-        from cvpipe.detection.data import YoloSet
         from cvpipe.detection.fit import check_device
         from cvpipe.detection.metrics import ImageResult
+        from cvpipe.tasks.training import set_cpu_threads
 
-        config = e.Settings.from_params(settings or {})
-        _ultralytics_loaded(cache_dir)
+        set_cpu_threads(compute.cpu_threads)
+        _ultralytics_loaded(compute.cache_dir)
         from ultralytics import YOLO
 
-        data = YoloSet.read(manifest_dir)
+        data = self.load(data_dir, config)
         model = YOLO(str(_model_file(model_dir)), task="detect")
         names = [model.names[k] for k in sorted(model.names)]
         if names != data.classes.names:
@@ -76,28 +92,26 @@ class DetectionTask:
         held_out = data.held_out(split)
         files = data.images[held_out]
         if not files:
-            raise DataError(manifest_dir / "images" / held_out, f"no images in the {held_out!r} split to evaluate on")
-        predictions = e.predict_files(model, files, trained_params(model_dir)["imgsz"], check_device(device), config, progress="evaluate")
+            raise DataError(data_dir / "images" / held_out, f"no images in the {held_out!r} split to evaluate on")
+        predictions = e.predict_files(model, files, config.imgsz, check_device(compute.device), settings, progress="evaluate")
         images = []
         for path, (boxes, classes, scores, (w, h)) in zip(files, predictions, strict=True):
             true_boxes, true_classes = e.read_truth(data.label_file(path), w, h)
             images.append(ImageResult.of(true_boxes, true_classes, boxes, classes, scores))
         sizes = [p[3] for p in predictions]
-        return e.write_report(out, images, sizes, files, data.classes.names, config, title or manifest_dir.name,
+        return e.write_report(out, images, sizes, files, data.classes.names, settings, title,
                               f"{held_out} (held out)" if held_out != split else split)
 
-    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
-                  settings: dict[str, Any] | None = None) -> LoggedModel:
+    def log_model(self, model_dir: Path, data: Any, registered_name: str, config: Any, settings: Any) -> LoggedModel:
+        """The detector as an MLflow pyfunc model (image files in, boxes, classes and scores out), registered."""
         import mlflow
 
         from cvpipe.data.model_input import images_frame
         from cvpipe.detection import mlflow_model
-        from cvpipe.detection.data import YoloSet
         from cvpipe.detection.pyfunc import SIGNATURE
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         _model_file(model_dir)
-        data = YoloSet.read(manifest_dir)
         example = images_frame([data.images["train"][0]])
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(mlflow_model.__file__)),
@@ -107,7 +121,7 @@ class DetectionTask:
         )
         return LoggedModel(registered_name, str(info.registered_model_version))
 
-    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+    def score(self, model_uri: str, data: Any, split: str, cpu_threads: int) -> Scores:
         """mAP50-95 and AP50-95 per class of the registered model at ``model_uri``, loaded as anyone would load it,
         on the held-out split, from its predictions down to a confidence of 0.001."""
         import mlflow.pyfunc
@@ -115,11 +129,11 @@ class DetectionTask:
 
         from cvpipe.data.model_input import images_frame, takes_files
         from cvpipe.data.pil import open_image
-        from cvpipe.detection.data import YoloSet
         from cvpipe.detection.evaluate import read_truth
         from cvpipe.detection.metrics import ImageResult, detection_scores
+        from cvpipe.tasks.training import set_cpu_threads
 
-        data = YoloSet.read(manifest_dir)
+        set_cpu_threads(cpu_threads)
         names = data.classes.names
         index = {n: k for k, n in enumerate(names)}
         model = mlflow.pyfunc.load_model(model_uri)

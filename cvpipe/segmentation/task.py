@@ -13,8 +13,8 @@ from typing import Any
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import sha256_file, write_json, write_text
 from cvpipe.core.plots import csv_text
-from cvpipe.tasks import LoggedModel, Scores, TrainResult, trained_params
-from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device
+from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
+from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device, set_cpu_threads
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -31,23 +31,39 @@ class SegmentationTask:
     primary_metric = "dsb_score"
     per_group_metric = "dsb_score_by_type"  # metrics.json's DSB score per image type (fluorescence, brightfield)
     group_name = "image type"
-    data_root = "data/validated"
 
-    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str = "auto",
-              cache_dir: Path | None = None, stop_after: int | None = None) -> TrainResult:
+    def train_config(self, section: dict[str, Any]) -> Any:
+        """:class:`~cvpipe.segmentation.fit.SegmentationConfig` of ``segmentation.datasets.<dataset>`` or train.json."""
         from cvpipe.segmentation.fit import SegmentationConfig
 
-        config = SegmentationConfig.from_params(params)
-        return on_ranks(device, lambda dev, ranks: self._train(manifest_dir, out, config, dev, ranks, cache_dir, stop_after))
+        return SegmentationConfig.from_params(section)
+
+    def evaluate_settings(self, section: dict[str, Any]) -> Any:
+        """:class:`~cvpipe.segmentation.evaluate.Settings` of ``segmentation.evaluate``."""
+        from cvpipe.segmentation.evaluate import Settings
+
+        return Settings.from_params(section)
+
+    def load(self, data_dir: Path, config: Any) -> Any:
+        """The validated DSB manifest, split into train, val, holdout and test as ``config`` trained on it."""
+        from cvpipe.segmentation.data import load_set
+
+        return load_set(data_dir, config.val_fraction, config.holdout_fraction)
+
+    def train(self, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
+        """Train ``config``'s U-Net on the validated manifest in ``data_dir`` (see :class:`~cvpipe.tasks.Task`)."""
+        set_cpu_threads(compute.cpu_threads)
+        return on_ranks(compute.device, lambda dev, ranks: self._train(data_dir, out, config, dev, ranks, compute.cache_dir,
+                                                                         stop_after))
 
     def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
                stop_after: int | None) -> TrainResult:
         """Train (under torchrun: this rank's share); only rank 0 writes ``out`` and removes the checkpoint."""
-        from cvpipe.segmentation.data import load_images, load_set, targets
+        from cvpipe.segmentation.data import load_images, targets
         from cvpipe.segmentation.fit import fit
         from cvpipe.segmentation.models import save_trained
 
-        data = load_set(manifest_dir, config.val_fraction, config.holdout_fraction)
+        data = self.load(manifest_dir, config)
         # local encoder weights count by their bytes: the same path with other weights is another run
         weights = sha256_file(config.encoder_weights) if config.encoder_weights else None
         data_digest, params_digest = data.digest(), fingerprint(config.record(), weights)
@@ -82,41 +98,44 @@ class SegmentationTask:
             checkpoint.unlink(missing_ok=True)
         return summary
 
-    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str = "test", device: str = "auto",
-                 cache_dir: Path | None = None, title: str | None = None, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    def evaluate(self, model_dir: Path, data_dir: Path, out: Path, split: str, config: Any, settings: Any, compute: Compute,
+                 title: str) -> dict[str, Any]:
+        """The DSB score per image and per image type on the held-out images, the worst drawn, a submission file."""
         from tqdm.auto import tqdm
 
         from cvpipe.segmentation import evaluate as e
         from cvpipe.segmentation.data import load_images
         from cvpipe.segmentation.instances import instances
+        from cvpipe.segmentation.models import load_trained
         from cvpipe.segmentation.submission import write_submission
 
-        config = e.Settings.from_params(settings)
-        dev = pick_device(device)
-        model, spec, trained, data = _loaded(model_dir, manifest_dir, dev)
+        set_cpu_threads(compute.cpu_threads)
+        dev = pick_device(compute.device)
+        model, spec = load_trained(model_dir / "model.pt", dev)
+        data = self.load(data_dir, config)
         held_out = HELD_OUT.get(split, split)
         idx = data.indices(held_out)
         if not len(idx):
-            raise DataError(manifest_dir / "manifest.parquet", f"no images in the {held_out!r} split to evaluate on")
+            raise DataError(data_dir / "manifest.parquet", f"no images in the {held_out!r} split to evaluate on")
 
         def predict(image):
             from cvpipe.segmentation.fit import predict_probs
 
-            probs = predict_probs(model, image, spec, trained["input_mode"], trained["input_size"], dev)
-            return instances(probs, config.instances)
+            probs = predict_probs(model, image, spec, config.input_mode, config.input_size, dev)
+            return instances(probs, settings.instances)
 
         scored = []
         for k, (image, truth) in zip(idx, tqdm(load_images(data, idx), desc="evaluate", unit="image", disable=None, leave=False),
                                      strict=True):
             scored.append(e.score_image(data.ids[k], data.paths[k], image, truth, predict(image)))
         # the gallery's images predicted again: the others' pixels are not kept (full DSB images are large)
-        chosen = e.worst(scored, config.gallery)
+        chosen = e.worst(scored, settings.gallery)
         pictures = {}
         where = {data.ids[k]: k for k in idx}
         for s, (image, truth) in zip(chosen, load_images(data, [where[s.image_id] for s in chosen]), strict=True):
             pictures[s.image_id] = (image, e.overlay(image, truth, predict(image), s.score))
         split_name = f"{held_out} (of stage1_train)" if held_out != split else split
-        metrics = e.write_report(out, scored, pictures, title or manifest_dir.name, split_name, config.gallery)
+        metrics = e.write_report(out, scored, pictures, title, split_name, settings.gallery)
         test = data.indices("test")
         # the competition's test images, predicted for a submission file (only its header when there are none)
         predicted = {data.ids[k]: predict(image) for k, (image, _) in
@@ -124,21 +143,20 @@ class SegmentationTask:
         rows = write_submission(out / "submission.csv", predicted)
         return metrics | {"submission_images": len(test), "submission_nuclei": rows}
 
-    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
-                  settings: dict[str, Any] | None = None) -> LoggedModel:
+    def log_model(self, model_dir: Path, data: Any, registered_name: str, config: Any, settings: Any) -> LoggedModel:
+        """The segmenter as an MLflow pyfunc model serving the evaluated instance settings, registered."""
         import mlflow
 
         from cvpipe.data.model_input import images_frame
         from cvpipe.segmentation import mlflow_model
-        from cvpipe.segmentation.evaluate import Settings
         from cvpipe.segmentation.pyfunc import signature
 
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
-        config = Settings.from_params(settings)
-        _, _, trained, data = _loaded(model_dir, manifest_dir, pick_device("cpu"))
+        if not (model_dir / "model.pt").is_file():
+            raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
         example = images_frame([data.files[data.indices("train")[0]]])
         with tempfile.TemporaryDirectory() as tmp:
-            served = {"instances": config.instances.record(), "input_mode": trained["input_mode"], "input_size": trained["input_size"]}
+            served = {"instances": settings.instances.record(), "input_mode": config.input_mode, "input_size": config.input_size}
             (Path(tmp) / "settings.json").write_text(json.dumps(served, indent=2, sort_keys=True), encoding="utf-8")
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(mlflow_model.__file__)),
@@ -149,7 +167,7 @@ class SegmentationTask:
             )
         return LoggedModel(registered_name, str(info.registered_model_version))
 
-    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+    def score(self, model_uri: str, data: Any, split: str, cpu_threads: int) -> Scores:
         """The DSB score and its value per image type of the registered model at ``model_uri``, loaded as
         anyone would load it, on the held-out images."""
         import mlflow.pyfunc
@@ -159,7 +177,7 @@ class SegmentationTask:
         from cvpipe.segmentation.data import load_images
         from cvpipe.segmentation.evaluate import by_type, score_image
 
-        data = _as_trained(manifest_dir, params)
+        set_cpu_threads(cpu_threads)
         idx = data.indices(HELD_OUT.get(split, split))
         model = mlflow.pyfunc.load_model(model_uri)
         files = takes_files(model)  # else a champion registered before models took files: RGB pixels
@@ -169,20 +187,3 @@ class SegmentationTask:
             scored.append(score_image(data.ids[k], data.paths[k], image, truth, labels))
         return Scores(float(np.mean([s.score.score for s in scored])), by_type(scored))
 
-
-def _as_trained(manifest_dir: Path, trained: dict[str, Any]):
-    """The dataset split as it was for training (``trained``: the training params train.json recorded)."""
-    from cvpipe.segmentation.data import load_set
-    from cvpipe.segmentation.fit import SegmentationConfig
-
-    return load_set(manifest_dir, trained.get("val_fraction", SegmentationConfig.val_fraction),
-                    trained.get("holdout_fraction", SegmentationConfig.holdout_fraction))
-
-
-def _loaded(model_dir: Path, manifest_dir: Path, device):
-    """The trained model, its spec, its training params and the dataset split as it was for training."""
-    from cvpipe.segmentation.models import load_trained
-
-    trained = trained_params(model_dir)
-    model, spec = load_trained(model_dir / "model.pt", device)
-    return model, spec, trained, _as_trained(manifest_dir, trained)

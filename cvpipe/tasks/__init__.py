@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cvpipe.core.errors import CvpipeError, DataError, ParamsError
-from cvpipe.core.params import check_keys, choice, lookup, mapping
+from cvpipe.core.params import check_keys, choice, cpu_threads, lookup, mapping, training_settings
 
 # task name -> "module:Class" implementing Task; None: the task's data stages exist, its trainer not yet
 TASKS: dict[str, str | None] = {
@@ -72,35 +72,62 @@ class LoggedModel:
 
 
 class Task(Protocol):
-    """One task's training, evaluation and MLflow model, behind the same calls for every stage."""
+    """One task's training, evaluation and MLflow model, behind the same calls for every stage.
+
+    The stage reads params.yaml and every path from its command line; the task gets values: ``config``
+    (its frozen training config, from ``<task>.datasets.<dataset>`` or read back from train.json, both
+    through :meth:`train_config`), ``settings`` (from ``<task>.evaluate``, through :meth:`evaluate_settings`),
+    ``compute`` (device, CPU threads, cache folder) and ``data`` (what :meth:`load` read, once per stage).
+    """
 
     name: str  # the task's name in params.yaml (``datasets.<name>.task``)
     model_kind: str  # registered model name suffix: ``<dataset>-<model_kind>`` (``fruits360-classifier``)
     primary_metric: str  # the key of metrics.json the promotion gate compares (``macro_f1``)
     per_group_metric: str  # the key of metrics.json with the per-group scores, by group name (``f1``)
     group_name: str  # what per-group scores are per (``class``)
-    data_root: str  # the folder under which train, evaluate and register read ``<dataset>`` (``data/validated``)
 
-    def train(self, manifest_dir: Path, out: Path, params: dict[str, Any], device: str, cache_dir: Path | None,
-              stop_after: int | None = None) -> TrainResult:
-        """Train on a validated manifest folder; write the model and ``train.json`` (with ``params``) to ``out``."""
+    def train_config(self, section: dict[str, Any]) -> Any:
+        """The frozen training config of a params section or of train.json's ``params`` (unknown keys rejected)."""
 
-    def evaluate(self, model_dir: Path, manifest_dir: Path, out: Path, split: str, device: str, cache_dir: Path | None,
-                 title: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    def evaluate_settings(self, section: dict[str, Any]) -> Any:
+        """The frozen settings of the task's ``<task>.evaluate`` section (unknown keys rejected)."""
+
+    def load(self, data_dir: Path, config: Any) -> Any:
+        """The dataset in ``data_dir`` split as ``config`` trained on it (what :meth:`log_model` and :meth:`score` take)."""
+
+    def train(self, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
+        """Train on ``data_dir``; write the model and ``train.json`` (with ``config``'s record) to ``out``."""
+
+    def evaluate(self, model_dir: Path, data_dir: Path, out: Path, split: str, config: Any, settings: Any, compute: Compute,
+                 title: str) -> dict[str, Any]:
         """Score the trained model on ``split``; write the task's reports to ``out``; return metrics.json's content
-        (with ``primary_metric`` and its per-group scores under ``per_group_metric``). ``settings``: the task's
-        ``<task>.evaluate`` section of params.yaml, if any."""
+        (with ``primary_metric`` and its per-group scores under ``per_group_metric``)."""
 
-    def log_model(self, model_dir: Path, manifest_dir: Path, registered_name: str,
-                  settings: dict[str, Any] | None = None) -> LoggedModel:
-        """Log the trained model to the active MLflow run (pyfunc, signature, example) and register it.
-        ``settings``: the task's ``<task>.evaluate`` section, for a model that serves what was evaluated."""
+    def log_model(self, model_dir: Path, data: Any, registered_name: str, config: Any, settings: Any) -> LoggedModel:
+        """Log the trained model to the active MLflow run (pyfunc, signature, example) and register it; ``settings``
+        for a model that serves what was evaluated."""
 
-    def score(self, model_uri: str, manifest_dir: Path, split: str, params: dict[str, Any]) -> Scores:
+    def score(self, model_uri: str, data: Any, split: str, cpu_threads: int) -> Scores:
         """Score a registered model (``models:/...``), loaded as anyone would load it, on ``split``."""
 
 
+@dataclass(frozen=True)
+class Compute:
+    """Where and how a task computes: ``train.device``, ``train.cpu_threads`` and ``train.cache_dir`` (``None``: no cache)."""
+
+    device: str
+    cpu_threads: int
+    cache_dir: Path | None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Compute:
+        """The ``train`` section of params.yaml, checked (a bad key is named)."""
+        device, cache_dir = training_settings(params)
+        return cls(device, cpu_threads(params), cache_dir)
+
+
 def has_trainer(name: str) -> bool:
+    """Whether ``name`` is a task of :data:`TASKS` with a trainer."""
     return TASKS.get(name) is not None
 
 
@@ -124,15 +151,38 @@ def get_scorer(name: str):
     return getattr(importlib.import_module(module), function)
 
 
-def trained_params(model_dir: Path) -> dict[str, Any]:
-    """The training parameters ``train.json`` recorded (empty when there is none)."""
+def read_trained(model_dir: Path) -> dict[str, Any]:
+    """``train.json`` of a trained model folder: what the train stage recorded (summary and ``params``)."""
     path = model_dir / "train.json"
     if not path.is_file():
-        return {}
+        raise DataError(path, "not found (run the train stage first)")
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("params", {})
+        record = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise DataError(path, f"malformed JSON: {exc}") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("params"), dict):
+        raise DataError(path, "no \"params\" mapping (train again)")
+    return record
+
+
+def trained_config(task: Task, model_dir: Path, record: dict[str, Any] | None = None) -> Any:
+    """The training config train.json recorded, read back through the task's config class (``record``: train.json
+    already read); a key the class rejects names the file."""
+    record = read_trained(model_dir) if record is None else record
+    try:
+        return task.train_config(record["params"])
+    except ParamsError as exc:
+        raise exc.under("params", model_dir / "train.json") from None
+
+
+def evaluate_settings(params: dict[str, Any], task: str) -> Any:
+    """The task's frozen evaluation settings from ``<task>.evaluate`` of params.yaml; a bad key is named in that section."""
+    key = f"{task}.evaluate"
+    section = mapping(lookup(params, key, {}), key)
+    try:
+        return get_task(task).evaluate_settings(section)
+    except ParamsError as exc:
+        raise exc.under(key) from None
 
 
 def dataset_spec(params: dict[str, Any], dataset: str) -> dict[str, Any]:

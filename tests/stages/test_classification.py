@@ -10,37 +10,44 @@ import pytest
 from mlflow import MlflowClient
 
 from cvpipe.classification.data import load_table
+from cvpipe.classification.fit import TrainConfig
 from cvpipe.core.errors import CvpipeError
 from cvpipe.data.model_input import images_frame
+from cvpipe.tasks import Compute
 from stages import evaluate, register, train
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
 
 PARAMS = {"architecture": "littlevgg", "image_size": 32, "epochs": 12, "batch_size": 16, "lr": 0.003, "patience": 4, "seed": 0,
           "augment": {"rotation": 10, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": True}}
+GATE = register.Gate(margin=0.0, tolerance=0.05, cpu_threads=2)
+
+
+def compute(tmp_path) -> Compute:
+    return Compute("auto", 2, tmp_path / "cache")
 
 
 def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_path, store):  # noqa: F811
-    good = train.run("classification", fruits_manifest, tmp_path / "good", PARAMS, cache_dir=tmp_path / "cache")
+    good = train.run("classification", fruits_manifest, tmp_path / "good", TrainConfig.from_params(PARAMS), compute(tmp_path))
     assert good.epochs >= 3 and good.device == "cpu"
     assert list((tmp_path / "cache/checkpoints").glob("*.pt")) == []  # finished runs leave no checkpoint to resume
     history = pd.read_csv(tmp_path / "good/history.csv")
     assert history["epoch"].tolist() == list(range(1, good.epochs + 1))
-    ev = evaluate.run("classification", tmp_path / "good", fruits_manifest, tmp_path / "eval_good", cache_dir=tmp_path / "cache")
+    ev = evaluate.run("classification", tmp_path / "good", fruits_manifest, tmp_path / "eval_good", None, compute(tmp_path))
     assert ev.images == 40 and ev.metrics["accuracy"] >= 0.9 and ev.primary_metric == "macro_f1" and ev.primary == ev.metrics["macro_f1"]
     metrics = json.loads((tmp_path / "eval_good/metrics.json").read_text())
     assert metrics["split"] == "test" and set(metrics["f1"]) == {"Apple Braeburn", "Banana", "Blueberry", "Kiwi", "Orange"}
     predictions = pd.read_csv(tmp_path / "eval_good/predictions.csv")
     assert list(predictions.columns) == ["path", "actual", "predicted", "confidence"] and len(predictions) == 40
 
-    first = register.run("fruits", "classification", tmp_path / "good", tmp_path / "eval_good", fruits_manifest)
+    first = register.run("fruits", "classification", tmp_path / "good", tmp_path / "eval_good", fruits_manifest, GATE)
     assert first.alias == "champion" and first.promoted and first.version == "1"
 
     # a deliberately worse model: one epoch
-    worse = train.run("classification", fruits_manifest, tmp_path / "worse", PARAMS | {"epochs": 1, "lr": 0.0005},
-                      cache_dir=tmp_path / "cache")
+    worse = train.run("classification", fruits_manifest, tmp_path / "worse",
+                      TrainConfig.from_params(PARAMS | {"epochs": 1, "lr": 0.0005}), compute(tmp_path))
     assert worse.epochs == 1
-    evaluate.run("classification", tmp_path / "worse", fruits_manifest, tmp_path / "eval_worse", cache_dir=tmp_path / "cache")
-    second = register.run("fruits", "classification", tmp_path / "worse", tmp_path / "eval_worse", fruits_manifest)
+    evaluate.run("classification", tmp_path / "worse", fruits_manifest, tmp_path / "eval_worse", None, compute(tmp_path))
+    second = register.run("fruits", "classification", tmp_path / "worse", tmp_path / "eval_worse", fruits_manifest, GATE)
     assert second.alias == "challenger" and not second.promoted and second.champion_version == "1"
     assert second.metric == "macro_f1" and second.score < second.champion_score and "does not beat" in second.reason
 
@@ -76,15 +83,23 @@ def test_tasks_without_a_trainer_and_unknown_tasks_are_named(tmp_path, monkeypat
 
     monkeypatch.setitem(tasks.TASKS, "keypoints", None)  # a task whose data stages exist, its trainer not yet
     with pytest.raises(CvpipeError, match="the keypoints task has no trainer yet"):
-        train.run("keypoints", tmp_path, tmp_path / "out", {})
+        train.run("keypoints", tmp_path, tmp_path / "out", None, compute(tmp_path))
     monkeypatch.delitem(tasks.TASKS, "keypoints")
     with pytest.raises(CvpipeError, match="unknown task 'ocr'; choose one of classification, detection, segmentation"):
-        evaluate.run("ocr", tmp_path, tmp_path, tmp_path / "out")
+        evaluate.run("ocr", tmp_path, tmp_path, tmp_path / "out", None, compute(tmp_path))
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):
-    assert train.main(["--dataset", "nope"]) == 1
+    assert train.main(["--dataset", "nope", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     assert "has no dataset 'nope'" in capsys.readouterr().err
-    assert evaluate.main(["--dataset", "fruits360", "--model-dir", str(tmp_path), "--manifest-dir", str(tmp_path / "none")]) == 1
+    argv = ["--dataset", "fruits360", "--model-dir", str(tmp_path), "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
+    assert evaluate.main(argv) == 1
+    assert f"{tmp_path / 'train.json'}: not found (run the train stage first)" in capsys.readouterr().err
+    (tmp_path / "train.json").write_text('{"params": {"val_fraction": 2}}')
+    assert evaluate.main(argv) == 1  # train.json read back through the task's config class, which names the key
+    assert f"{tmp_path / 'train.json'}: params.val_fraction:" in capsys.readouterr().err
+    (tmp_path / "train.json").write_text('{"params": {}}')
+    assert evaluate.main(argv) == 1
     assert "no such manifest folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

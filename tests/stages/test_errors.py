@@ -38,8 +38,12 @@ def fails_with(capsys, module, argv: list[str], *expected: str) -> str:
 
 
 def stage_argv(name: str, folder: Path, tmp_path: Path) -> list[str]:
-    """Each stage pointed at ``folder`` as its manifest folder (or raw root, for ingest)."""
+    """Each stage pointed at ``folder`` as its manifest folder (or raw root, for ingest); evaluate reads a model's
+    train.json (an empty record: the task's defaults) before its data."""
     out = str(tmp_path / "out")
+    if name == "evaluate":
+        (tmp_path / "m").mkdir(exist_ok=True)
+        (tmp_path / "m" / "train.json").write_text('{"params": {}}')
     return {
         "ingest": ["--source", "fruits360", "--root", str(folder), "--out", out],
         "validate": ["--manifest-dir", str(folder), "--task", "classification", "--report", out, "--dataset", "fruits360"],
@@ -77,7 +81,9 @@ def test_ingest_names_a_missing_or_empty_dataset_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["train", "evaluate", "register", "samples", "pipeline"])
 def test_an_unknown_dataset_lists_the_known_ones(name, tmp_path, capsys):
-    fails_with(capsys, ENTRY_POINTS[name], ["--dataset", "nope", "--params", str(REPO / "params.yaml")],
+    paths = {"train": ["--data-dir", "d", "--out", "o"], "evaluate": ["--model-dir", "m", "--data-dir", "d", "--out", "o"],
+             "register": ["--model-dir", "m", "--eval-dir", "e", "--manifest-dir", "d", "--out", "o.json"]}
+    fails_with(capsys, ENTRY_POINTS[name], ["--dataset", "nope", "--params", str(REPO / "params.yaml"), *paths.get(name, [])],
                "datasets: has no dataset 'nope'; listed: coco, fruits360")
 
 
@@ -132,7 +138,8 @@ def test_bad_values_in_params_yaml_name_the_key(name, change, expected, tmp_path
 def test_a_stage_run_as_a_module_prints_one_line_and_exits_1(tmp_path):
     params = params_with(tmp_path, lambda p: fruits(p).update(epochs=-3))
     proc = subprocess.run([sys.executable, "-m", "stages.train", "--dataset", "fruits360", "--params", str(params),
-                           "--out", str(tmp_path / "model")], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+                           "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "model")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: {params}: classification.datasets.fruits360.epochs: "
                                                 "must be an integer >= 1, not -3"]

@@ -24,7 +24,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from cvpipe.classification.fit import TrainConfig
 from cvpipe.mlops.registry import reconcile
+from cvpipe.tasks import Compute
 from stages import evaluate, register, train
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
@@ -66,8 +68,9 @@ sys.exit(register.main(argv))
 def trained(fruits_manifest, tmp_path_factory) -> tuple[Path, Path, Path]:  # noqa: F811
     """(manifest, model, evaluation) folders of a one-epoch model: the gate's outcome does not need a good one."""
     root = tmp_path_factory.mktemp("trained")
-    train.run("classification", fruits_manifest, root / "model", TINY, cache_dir=root / "cache")
-    evaluate.run("classification", root / "model", fruits_manifest, root / "eval", cache_dir=root / "cache")
+    compute = Compute("auto", 2, root / "cache")
+    train.run("classification", fruits_manifest, root / "model", TrainConfig.from_params(TINY), compute)
+    evaluate.run("classification", root / "model", fruits_manifest, root / "eval", None, compute)
     return fruits_manifest, root / "model", root / "eval"
 
 

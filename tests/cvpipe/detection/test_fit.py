@@ -6,6 +6,7 @@ import pytest
 
 from cvpipe.core.errors import ParamsError
 from cvpipe.detection.fit import DetectionConfig, history_rows
+from cvpipe.tasks import Compute
 
 
 @pytest.mark.parametrize(("section", "key"), [
@@ -33,5 +34,32 @@ def test_a_model_yaml_ultralytics_does_not_ship_is_named_before_training(yolo, t
     from cvpipe.detection.task import DetectionTask
 
     with pytest.raises(ParamsError, match=r"model: 'yolov99n\.yaml' is neither a model YAML ultralytics ships nor a local file"):
-        DetectionTask().train(yolo, tmp_path / "out", {"model": "yolov99n.yaml", "epochs": 1}, "cpu", tmp_path / "cache")
+        task = DetectionTask()
+        config = task.train_config({"model": "yolov99n.yaml", "epochs": 1})
+        task.train(yolo, tmp_path / "out", config, Compute("cpu", 2, tmp_path / "cache"))
     assert not (tmp_path / "out").exists()
+
+
+def test_training_gets_its_cpu_threads_as_an_argument_not_from_torch(yolo, tmp_path, monkeypatch):
+    """``train.cpu_threads`` reaches ultralytics' training as the value the stage read, whatever torch was set to."""
+    import torch
+
+    from cvpipe.detection import fit
+    from cvpipe.detection.task import DetectionTask
+
+    given = {}
+
+    def fake_fit(config, data_yaml, run_dir, device, threads, stop_after=None):
+        given["threads"] = threads
+        torch.set_num_threads(1)  # as ultralytics' select_device may
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit, "fit", fake_fit)
+    before = torch.get_num_threads()
+    try:
+        task = DetectionTask()
+        with pytest.raises(KeyboardInterrupt):
+            task.train(yolo, tmp_path / "out", task.train_config({"epochs": 1}), Compute("cpu", 3, tmp_path / "cache"))
+    finally:
+        torch.set_num_threads(before)
+    assert given == {"threads": 3}
