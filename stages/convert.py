@@ -47,7 +47,7 @@ def run(
     cls91to80: bool = False,
     workers: int | WorkPool | None = 1,
 ) -> dict:
-    """Convert; returns the counts (also written to ``conversion.json`` for detection outputs)."""
+    """Convert; returns the counts (also written to ``conversion.json`` for box outputs)."""
     named = conversion_kinds()
     if kind not in TARGETS and kind not in named:
         raise UsageError(f"unknown conversion {kind!r}; choose one of {kinds()}")

@@ -1,17 +1,13 @@
 """Evaluate: the trained model on the held-out split; metrics, confusion matrices and pictures.
 
-    python -m stages.evaluate --dataset fruits360 --model-dir models/fruits360 --data-dir data/validated/fruits360 \
-        --out reports/evaluate/fruits360
-    python -m stages.evaluate dsb-score --truth stage1_solution.csv --submission submission.csv [--per-image scores.csv]
+    python -m stages.evaluate --dataset NAME --model-dir models/NAME --data-dir DIR --out reports/evaluate/NAME
+    python -m stages.evaluate SCORER --truth solution.csv --submission submission.csv [--per-image scores.csv]
 
 The second form scores a competition submission file against its solution file, as people score
 their submissions locally (scorers: :data:`cvpipe.tasks.SCORERS`); a malformed row is named by its line.
 
 The dataset's task decides the reports written under OUT; every task writes ``metrics.json``
-(``dvc metrics show/diff``). Classification adds ``predictions.csv`` (``dvc plots show`` with the
-confusion template: x=actual, y=predicted), ``confusion.png`` and ``.csv`` (counts and
-row-normalised), ``per_class.csv`` (precision, recall, F1, support; macro and weighted),
-``top_confusions.csv`` and ``misclassified.png`` (true and predicted labels with confidence).
+(``dvc metrics show/diff``) and the reports its own evaluation writes (README: each task's "Evaluate").
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """Register: log the run in MLflow, register the model, and promote it only if it beats the champion.
 
-    python -m stages.register --dataset fruits360 --model-dir models/fruits360 --eval-dir reports/evaluate/fruits360 \
-        --manifest-dir data/validated/fruits360 [--data-dir data/yolo/coco] --out reports/register/fruits360.json [--lineage dvc.lock]
+    python -m stages.register --dataset NAME --model-dir models/NAME --eval-dir reports/evaluate/NAME \
+        --manifest-dir data/validated/NAME [--data-dir DIR] --out reports/register/NAME.json [--lineage dvc.lock]
 
 One MLflow run per pipeline execution (experiment = the dataset): flattened training params,
 per-epoch metrics from ``history.csv``, the evaluation metrics and files, the dataset as an input
 (``mlflow.log_input``), lineage tags (git commit, data digest, and with ``--lineage`` the DVC hashes
 the train stage ran with), and the task's model (pyfunc, with signature and input example) as a new
-version of ``<dataset>-<kind>`` (``fruits360-classifier``). Promotion gate: the current ``@champion``
+version of ``<dataset>-<kind>`` (the task's ``model_kind``). Promotion gate: the current ``@champion``
 and the new version are both loaded back from the registry and scored on the same evaluation split;
-the new version takes ``champion`` only if the task's primary metric (macro-F1 for classification)
+the new version takes ``champion`` only if the task's primary metric
 is higher by more than ``registry.margin`` and no class's score drops by more than
 ``registry.tolerance``; otherwise it gets ``challenger``. Decision and reason are tags on the run
 and the version, and are written to ``--out`` (``reports/register/<dataset>.json``).
@@ -105,7 +105,7 @@ def run(
 ) -> RegisterResult:
     """Log, register and gate the model in ``model_dir`` (see the module's docstring). ``manifest_dir`` is the
     validated manifest (the run's dataset input); ``data_dir`` what the task reads (default: ``manifest_dir``);
-    ``settings`` the task's evaluate settings (segmentation serves the instance settings it was evaluated with)."""
+    ``settings`` the task's evaluate settings (a model may serve the settings it was evaluated with)."""
     implementation = get_task(task)
     manifest = read_manifest_dir(manifest_dir, task=task, columns=["path", "split", "label", "sha256"])
     for required in (model_dir / "train.json", model_dir / "history.csv", eval_dir / "metrics.json"):
@@ -223,7 +223,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-dir", type=Path, required=True, help="its evaluation (reports/evaluate/<dataset>)")
     parser.add_argument("--manifest-dir", type=Path, required=True,
                         help="the validated manifest, logged as the run's input (data/validated/<dataset>)")
-    parser.add_argument("--data-dir", type=Path, help="what the task reads, if not the validated manifest (data/yolo/<dataset>)")
+    parser.add_argument("--data-dir", type=Path, help="what the task reads, if not the validated manifest (a converted folder)")
     parser.add_argument("--lineage", type=Path, help="dvc.lock: tag the run with the DVC hashes the train stage ran with")
     parser.add_argument("--out", type=Path, required=True, help="the report to write (reports/register/<dataset>.json)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))

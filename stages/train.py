@@ -1,6 +1,6 @@
 """Train: a model for one dataset from its validated manifest, with the settings in params.yaml.
 
-    python -m stages.train --dataset fruits360 --data-dir data/validated/fruits360 --out models/fruits360
+    python -m stages.train --dataset NAME --data-dir DIR --out models/NAME
 
 The dataset's task (``datasets.<name>.task``) decides what trains, with the dataset's section
 ``<task>.datasets.<name>``; device and cache folder come from ``train``. Writes the task's model,
@@ -9,10 +9,10 @@ Resumable: a checkpoint under the cache folder, keyed by the data, the parameter
 lets an interrupted run continue from its last finished epoch.
 
 Several GPUs (``train.device: [0, 1]``): ultralytics starts its own processes; the torch trainers
-(classification, segmentation) run one process per device under torchrun, and say so when started
+run one process per device under torchrun, and say so when started
 without it:
 
-    torchrun --nproc-per-node 2 -m stages.train --dataset fruits360 --data-dir data/validated/fruits360 --out models/fruits360
+    torchrun --nproc-per-node 2 -m stages.train --dataset NAME --data-dir DIR --out models/NAME
 """
 
 from __future__ import annotations

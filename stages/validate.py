@@ -1,6 +1,6 @@
 """Validate: the data gate. Great Expectations suites over a dataset's manifest before anything trains.
 
-    python -m stages.validate --manifest-dir DIR --task {classification,detection,segmentation} --report DIR
+    python -m stages.validate --manifest-dir DIR --task TASK --report DIR
         [--out DIR] [--dataset NAME] [--root DIR] [--metrics FILE]
 
 Thresholds, which checks only warn, and ``on_fail: stop | quarantine`` come from params.yaml

@@ -14,6 +14,7 @@ from stages import convert, ingest, samples, validate
 from tests.conftest import REPO
 
 SOURCE_NAMES = re.compile(r"coco|voc|simpsons|dsb|fruits", re.IGNORECASE)
+TASK_NAMES = re.compile(r"classif|detect|segment", re.IGNORECASE)
 
 
 @pytest.mark.parametrize("path", ["stages/ingest.py", "stages/convert.py", "stages/validate.py",
@@ -21,6 +22,14 @@ SOURCE_NAMES = re.compile(r"coco|voc|simpsons|dsb|fruits", re.IGNORECASE)
 def test_the_data_stages_and_the_gate_name_no_source(path):
     text = (REPO / path).read_text(encoding="utf-8")
     assert not SOURCE_NAMES.findall(text), path
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(REPO).as_posix() for p in (REPO / "stages").glob("*.py")))
+def test_no_stage_names_a_source_or_a_task(path):
+    """Stages look sources and tasks up in their registries; none is named in a stage."""
+    text = (REPO / path).read_text(encoding="utf-8")
+    assert not SOURCE_NAMES.findall(text), path
+    assert not TASK_NAMES.findall(text), path
 
 
 def test_every_registered_source_is_complete():
