@@ -13,7 +13,7 @@ from cvpipe.core.io import write_json, write_text
 from cvpipe.core.params import check_keys, mapping
 from cvpipe.core.plots import csv_text
 from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
-from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device, set_cpu_threads
+from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -21,7 +21,7 @@ GALLERY_MAX = 24
 PIP_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "numpy", "pillow"]
 
 
-class ClassificationTask:
+class ClassificationTask(TorchTraining):
     """Image classifiers (LittleVGG, resnet18, mobilenet_v3_small) on a folder-per-class dataset."""
 
     name = "classification"
@@ -45,12 +45,6 @@ class ClassificationTask:
         from cvpipe.classification.data import load_table
 
         return load_table(data_dir, config.val_fraction)
-
-    def train(self, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
-        """Train ``config``'s classifier on the validated manifest in ``data_dir`` (see :class:`~cvpipe.tasks.Task`)."""
-        set_cpu_threads(compute.cpu_threads)
-        return on_ranks(compute.device, lambda dev, ranks: self._train(data_dir, out, config, dev, ranks, compute.cache_dir,
-                                                                         stop_after))
 
     def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
                stop_after: int | None) -> TrainResult:

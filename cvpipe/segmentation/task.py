@@ -14,7 +14,7 @@ from cvpipe.core.errors import DataError
 from cvpipe.core.io import sha256_file, write_json, write_text
 from cvpipe.core.plots import csv_text
 from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
-from cvpipe.tasks.training import Ranks, fingerprint, on_ranks, pick_device, set_cpu_threads
+from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -23,7 +23,7 @@ PIP_REQUIREMENTS = ["torch==2.14.1", "segmentation-models-pytorch==0.6.0", "scik
 HELD_OUT = {"test": "holdout", "holdout": "holdout", "val": "val", "train": "train"}
 
 
-class SegmentationTask:
+class SegmentationTask(TorchTraining):
     """Nuclei instance segmentation (DSB2018): the course's U-Net or smp's Unet, watershed instances."""
 
     name = "segmentation"
@@ -49,12 +49,6 @@ class SegmentationTask:
         from cvpipe.segmentation.data import load_set
 
         return load_set(data_dir, config.val_fraction, config.holdout_fraction)
-
-    def train(self, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
-        """Train ``config``'s U-Net on the validated manifest in ``data_dir`` (see :class:`~cvpipe.tasks.Task`)."""
-        set_cpu_threads(compute.cpu_threads)
-        return on_ranks(compute.device, lambda dev, ranks: self._train(data_dir, out, config, dev, ranks, compute.cache_dir,
-                                                                         stop_after))
 
     def _train(self, manifest_dir: Path, out: Path, config: Any, dev: Any, ranks: Ranks, cache_dir: Path | None,
                stop_after: int | None) -> TrainResult:

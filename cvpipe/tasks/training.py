@@ -247,6 +247,17 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[Ranks]:
         dist.destroy_process_group()
 
 
+class TorchTraining:
+    """``Task.train`` of a torch task: its CPU threads set, then alone or on torchrun's ranks (:func:`on_ranks`).
+    The task gives ``_train(data_dir, out, config, device, ranks, cache_dir, stop_after)``."""
+
+    def train(self, data_dir: Path, out: Path, config: Any, compute: Any, stop_after: int | None = None) -> Any:
+        """Train ``config``'s model on ``data_dir`` into ``out`` (see :class:`~cvpipe.tasks.Task`)."""
+        set_cpu_threads(compute.cpu_threads)
+        return on_ranks(compute.device, lambda dev, ranks: self._train(data_dir, out, config, dev, ranks, compute.cache_dir,
+                                                                         stop_after))
+
+
 def set_cpu_threads(threads: int) -> None:
     """Compute with exactly ``threads`` CPU threads (``train.cpu_threads``), whatever the environment says."""
     torch.set_num_threads(threads)
