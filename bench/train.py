@@ -9,6 +9,9 @@
 2. Training step rate: ``cvpipe.classification.fit.fit`` (augmentation off, checkpoints and
    validation on) against a bare loop (forward, loss, backward, step) over the same model and
    the same pre-normalised tensors. The goal is that orchestration costs nothing (>= 0.95x).
+3. What the CPU pin costs (``train.cpu_pin``, cvpipe/core/cpu.py): the bare loop of the LittleVGG and
+   of the course's U-Net, each in a process of its own (the pin is read per process) with the pin and
+   without it, at ``train.cpu_threads`` (2) threads. Ratio: pinned steps/s over the machine's own kernels.
 
 The sample's Fruits-360 images are replicated (hard links) to have enough to time.
 """
@@ -31,6 +34,7 @@ from benchtools import timed
 from cvpipe.classification.data import AugmentConfig, BatchAugment, Batches, ImageTable, load_tensors, to_float
 from cvpipe.classification.fit import TrainConfig, fit
 from cvpipe.classification.models import LittleVGG
+from cvpipe.core.cpu import PIN, pin_kernels
 from cvpipe.data.classmap import ClassMap
 from cvpipe.sources.samples import generate
 
@@ -99,12 +103,62 @@ def bare_loop(x_all: torch.Tensor, y_all: torch.Tensor, epochs: int, batch: int,
     return steps
 
 
+def pin_child(model: str, pin: bool, steps: int) -> float:
+    """Steps per second of ``model``'s bare loop in a new process, pinned or not (its first tensor work comes after)."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in PIN}
+    out = subprocess.run([sys.executable, __file__, "--pin-probe", model, "on" if pin else "off", str(steps)], env=env,
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def pin_probe(model: str, pin: str, steps: int) -> None:
+    """The child of :func:`pin_child`: prints steps per second."""
+    import time
+
+    pin_kernels(pin == "on")
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    if model == "unet":
+        from cvpipe.segmentation.models import UNet
+
+        net, x, y = UNet(base=16, depth=4), torch.rand(16, 3, 96, 96), (torch.rand(16, 1, 96, 96) > 0.5).float()
+        loss_of = torch.nn.functional.binary_cross_entropy_with_logits
+    else:
+        net, x, y = LittleVGG(10), torch.rand(32, 3, 64, 64), torch.randint(0, 10, (32,))
+        loss_of = torch.nn.functional.cross_entropy
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for i in range(steps + 2):  # two warm-up steps
+        if i == 2:
+            start = time.perf_counter()
+        loss = loss_of(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    print(steps / (time.perf_counter() - start))
+
+
+def pin_cost(steps: int) -> None:
+    print(f"CPU pin (train.cpu_pin): bare loops at 2 threads, capability {torch.backends.cpu.get_cpu_capability()} unpinned")
+    for model in ("littlevgg", "unet"):
+        free = max(pin_child(model, False, steps) for _ in range(2))
+        pinned_rate = max(pin_child(model, True, steps) for _ in range(2))
+        print(f"  {model:<10} machine's kernels {free:7.2f} steps/s   pinned {pinned_rate:7.2f} steps/s   x{pinned_rate / free:.2f}")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--pin-probe"]:
+        return pin_probe(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=16, help="replicas of the sample's 120 training images")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--pin-steps", type=int, default=20, help="steps per run of the CPU pin's comparison")
+    parser.add_argument("--only-pin", action="store_true", help="only the CPU pin's comparison")
     args = parser.parse_args()
+    if args.only_pin:
+        return pin_cost(args.pin_steps)
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -137,6 +191,7 @@ def main() -> None:
         print(f"  bare PyTorch loop                     {steps / bare_s:8.2f} steps/s   x1.00")
         print(f"  cvpipe fit (val + checkpoint/epoch)   {steps / fit_s:8.2f} steps/s   x{bare_s / fit_s:.2f}")
         shutil.rmtree(tmp / "cache", ignore_errors=True)
+    pin_cost(args.pin_steps)
 
 
 if __name__ == "__main__":

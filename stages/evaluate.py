@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cvpipe.core import cli
+from cvpipe.core.cpu import pin_kernels, pinned
 from cvpipe.core.io import write_json, write_text
 from cvpipe.core.params import load_params
 from cvpipe.tasks import SCORERS, Compute, dataset_task, evaluate_settings, get_scorer, get_task, trained_config
@@ -66,6 +67,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> EvaluateResult:
     """Run the stage on parsed arguments; ``params``: params.yaml already read (else read from ``--params``)."""
     params = load_params(args.params) if params is None else params
+    pin_kernels(pinned(params))  # before any tensor work: the same bytes on every x86-64 CPU
     compute = Compute.from_params(params)
     task = dataset_task(params, args.dataset)
     settings = evaluate_settings(params, task)

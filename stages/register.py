@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from cvpipe.core import cli
+from cvpipe.core.cpu import pin_kernels, pinned
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import write_json
 from cvpipe.core.params import cpu_threads, load_params, registry_settings
@@ -233,6 +234,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> RegisterResult:
     """Run the stage on parsed arguments; ``params``: params.yaml already read (else read from ``--params``)."""
     params = load_params(args.params) if params is None else params
+    pin_kernels(pinned(params))  # before any tensor work: the same bytes on every x86-64 CPU
     task = dataset_task(params, args.dataset)
     gate = Gate(*registry_settings(params), cpu_threads(params))
     result = run(args.dataset, task, args.model_dir, args.eval_dir, args.manifest_dir, gate, evaluate_settings(params, task),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cvpipe.core import cli
+from cvpipe.core.cpu import pin_kernels, pinned
 from cvpipe.core.errors import ParamsError
 from cvpipe.core.io import write_json
 from cvpipe.core.params import load_params
@@ -53,6 +54,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> TrainResult:
     """Run the stage on parsed arguments; ``params``: params.yaml already read (else read from ``--params``)."""
     params = load_params(args.params) if params is None else params
+    pin_kernels(pinned(params))  # before any tensor work: the same bytes on every x86-64 CPU
     task, section = task_section(params, args.dataset)
     compute = Compute.from_params(params)
     from cvpipe.tasks.training import Ranks, TorchrunRequired  # torch, only when a stage really runs

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cvpipe.core.cpu import pin_kernels
+
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 
@@ -20,6 +22,9 @@ os.environ["YOLO_CONFIG_DIR"] = tempfile.mkdtemp(prefix="cvpipe-tests-ultralytic
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["DO_NOT_TRACK"] = "1"
+# CPU kernels pinned before any test computes, as the stages do at their entry point (cvpipe/core/cpu.py):
+# the bytes a test trains are those of every x86-64 machine.
+pin_kernels()
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def string_list(value: Any, key: str) -> list[str]:
 def training_settings(params: dict[str, Any]) -> tuple[str, Path | None]:
     """(device, cache folder) from the ``train`` section, shared by every task's train and evaluate."""
     common = mapping(params.get("train"), "train")
-    check_keys(common, ("device", "cache_dir", "cpu_threads"), "train")
+    check_keys(common, ("device", "cache_dir", "cpu_threads", "cpu_pin"), "train")
     device = device_setting(common.get("device", "auto"))
     cache = common.get("cache_dir")
     if cache is not None and not isinstance(cache, str):
