@@ -8,6 +8,8 @@ their submissions locally (scorers: :data:`cvpipe.tasks.SCORERS`); a malformed r
 
 The dataset's task decides the reports written under OUT; every task writes ``metrics.json``
 (``dvc metrics show/diff``) and the reports its own evaluation writes (README: each task's "Evaluate").
+A split that cannot define the primary metric (a held-out split with no object, or no nucleus) is no
+error: metrics.json holds the metric as null and why under ``undefined``, and a warning line says so.
 """
 
 from __future__ import annotations

@@ -12,7 +12,12 @@ and the new version are both loaded back from the registry and scored on the sam
 the new version takes ``champion`` only if the task's primary metric
 is higher by more than ``registry.margin`` and no class's score drops by more than
 ``registry.tolerance``; otherwise it gets ``challenger``. Decision and reason are tags on the run
-and the version, and are written to ``--out`` (``reports/register/<dataset>.json``).
+and the version, and are written to ``--out`` (``reports/register/<dataset>.json``). A split that cannot
+define the primary metric (metrics.json holds it as null with the reason under ``undefined``: no object,
+no nucleus) never promotes: the version gets ``challenger`` and the reason names the split.
+
+Before anything is written the store is checked (:func:`cvpipe.mlops.registry.open_store`): a read-only
+SQLite store, or a tracking server that does not answer within seconds, is one ``error:`` line.
 
 A killed run is reconciled by the next one (:func:`cvpipe.mlops.registry.reconcile`): each run is tagged
 with its process id and host (``cvpipe.pid``, ``cvpipe.host``); before registering, a RUNNING run of
