@@ -8,6 +8,8 @@ their submissions locally (scorers: :data:`cvpipe.tasks.SCORERS`); a malformed r
 
 The dataset's task decides the reports written under OUT; every task writes ``metrics.json``
 (``dvc metrics show/diff``) and the reports its own evaluation writes (README: each task's "Evaluate").
+A split that cannot define the primary metric (a held-out split with no object, or no nucleus) is no
+error: metrics.json holds the metric as null and why under ``undefined``, and a warning line says so.
 """
 
 from __future__ import annotations
@@ -23,20 +25,32 @@ from cvpipe.core import cli
 from cvpipe.core.cpu import pin_kernels, pinned
 from cvpipe.core.io import write_json, write_text
 from cvpipe.core.params import load_params
-from cvpipe.tasks import SCORERS, Compute, dataset_task, evaluate_settings, get_scorer, get_task, trained_config
+from cvpipe.tasks import (
+    SCORERS,
+    UNDEFINED,
+    Compute,
+    dataset_task,
+    evaluate_settings,
+    get_scorer,
+    get_task,
+    trained_config,
+    undefined_reason,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvaluateResult:
-    """What one evaluation found: the split, its image count and the task's primary metric (all of metrics.json too)."""
+    """What one evaluation found: the split, its image count and the task's primary metric (all of metrics.json too);
+    ``primary`` is None where the split cannot define it, and ``undefined`` says why."""
 
     split: str
     images: int
     primary_metric: str
-    primary: float
+    primary: float | None
     metrics: dict
+    undefined: str | None = None
 
 
 def run(task: str, model_dir: Path, data_dir: Path, out: Path, settings: Any, compute: Compute, split: str = "test",
@@ -46,9 +60,13 @@ def run(task: str, model_dir: Path, data_dir: Path, out: Path, settings: Any, co
     implementation = get_task(task)
     config = trained_config(implementation, model_dir)
     metrics = implementation.evaluate(model_dir, data_dir, out, split, config, settings, compute, title or data_dir.name)
-    write_json(out / "metrics.json", metrics)
     key = implementation.primary_metric
-    return EvaluateResult(str(metrics.get("split", split)), int(metrics.get("images", 0)), key, float(metrics[key]), metrics)
+    undefined = undefined_reason(metrics, key)
+    if undefined is not None:  # null with its reason, never NaN (not JSON) nor a number the gate would rank
+        metrics = metrics | {key: None, UNDEFINED: undefined}
+    write_json(out / "metrics.json", metrics)
+    primary = None if undefined is not None else float(metrics[key])
+    return EvaluateResult(str(metrics.get("split", split)), int(metrics.get("images", 0)), key, primary, metrics, undefined)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -72,7 +90,11 @@ def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> E
     task = dataset_task(params, args.dataset)
     settings = evaluate_settings(params, task)
     result = run(task, args.model_dir, args.manifest_dir, args.out, settings, compute, args.split, args.dataset)
-    log.info("%s on %s (%d images): %s %.3f", args.dataset, result.split, result.images, result.primary_metric, result.primary)
+    if result.undefined is not None:
+        log.warning("warning: %s on %s (%d images): %s is undefined: %s; register will not promote on it", args.dataset,
+                    result.split, result.images, result.primary_metric, result.undefined)
+    else:
+        log.info("%s on %s (%d images): %s %.3f", args.dataset, result.split, result.images, result.primary_metric, result.primary)
     return result
 
 

@@ -12,7 +12,12 @@ and the new version are both loaded back from the registry and scored on the sam
 the new version takes ``champion`` only if the task's primary metric
 is higher by more than ``registry.margin`` and no class's score drops by more than
 ``registry.tolerance``; otherwise it gets ``challenger``. Decision and reason are tags on the run
-and the version, and are written to ``--out`` (``reports/register/<dataset>.json``).
+and the version, and are written to ``--out`` (``reports/register/<dataset>.json``). A split that cannot
+define the primary metric (metrics.json holds it as null with the reason under ``undefined``: no object,
+no nucleus) never promotes: the version gets ``challenger`` and the reason names the split.
+
+Before anything is written the store is checked (:func:`cvpipe.mlops.registry.open_store`): a read-only
+SQLite store, or a tracking server that does not answer within seconds, is one ``error:`` line.
 
 A killed run is reconciled by the next one (:func:`cvpipe.mlops.registry.reconcile`): each run is tagged
 with its process id and host (``cvpipe.pid``, ``cvpipe.host``); before registering, a RUNNING run of
@@ -46,17 +51,29 @@ from cvpipe.mlops.registry import (
     CHAMPION,
     DEFAULT_ROOT,
     REPLACES_TAG,
+    Decision,
     Reconciled,
     alias_version,
     dvc_lineage,
     ensure_experiment,
     flatten,
     git_commit,
+    open_store,
     process_tags,
     promotion_decision,
     reconcile,
+    undefined_decision,
 )
-from cvpipe.tasks import Scores, Task, dataset_task, evaluate_settings, get_task, read_trained, trained_config
+from cvpipe.tasks import (
+    Scores,
+    Task,
+    dataset_task,
+    evaluate_settings,
+    get_task,
+    read_trained,
+    trained_config,
+    undefined_reason,
+)
 
 log = logging.getLogger(__name__)
 # not in the report: it holds the outcome, the same bytes for the same outcome, so dvc.lock can hold it
@@ -74,7 +91,7 @@ class RegisterResult:
     reason: str
     run_id: str
     metric: str
-    score: float
+    score: float | None  # None: the split cannot define the metric (the reason says why; never promoted)
     champion_score: float | None
     champion_version: str | None
     reconciled_runs: tuple[str, ...] = ()  # runs of killed earlier attempts, ended as KILLED before this one
@@ -114,6 +131,7 @@ def run(
             raise DataError(required, "not found (run the train and evaluate stages first)")
     trained, evaluated = read_trained(model_dir), _json(eval_dir / "metrics.json")
     config = trained_config(implementation, model_dir, trained)
+    open_store(mlruns)  # a read-only store or a server that does not answer: one line, before anything is written
     data = implementation.load(data_dir or manifest_dir, config)
     import mlflow
     from mlflow import MlflowClient
@@ -137,18 +155,33 @@ def run(
         version = implementation.log_model(model_dir, data, name, config, settings).version
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
-        # the gate: both models as the registry serves them, on the same images
-        new = implementation.score(f"models:/{name}/{version}", data, gate.split, gate.cpu_threads)
         champion = alias_version(client, name, CHAMPION)
-        old = implementation.score(f"models:/{name}@{CHAMPION}", data, gate.split, gate.cpu_threads) if champion else None
-        metric = implementation.primary_metric
-        decision = promotion_decision(new.primary, new.per_group, old.primary if old else None, old.per_group if old else None,
-                                      gate.margin, gate.tolerance, metric, implementation.group_name)
+        new, old, decision = _gate(implementation, name, version, champion, data, gate, evaluated)
         alias = CHAMPION if decision.promote else CHALLENGER
+        metric = implementation.primary_metric
         _mark(client, name, version, alias, decision.reason, metric, new, old, champion)
         return RegisterResult(name, version, alias, decision.promote, decision.reason, active.info.run_id, metric,
-                              round(new.primary, 6), round(old.primary, 6) if old else None, champion,
-                              reconciled.runs, reconciled.versions)
+                              _rounded(new), _rounded(old), champion, reconciled.runs, reconciled.versions)
+
+
+def _gate(implementation: Task, name: str, version: str, champion: str | None, data: Any, gate: Gate,
+          evaluated: dict[str, Any]) -> tuple[Scores, Scores | None, Decision]:
+    """Both models as the registry serves them, on the same images, and the decision; a split that cannot define
+    the primary metric (metrics.json says why, or the new version scores no number) promotes nothing."""
+    metric = implementation.primary_metric
+    new = implementation.score(f"models:/{name}/{version}", data, gate.split, gate.cpu_threads)
+    same_split = str(evaluated.get("split", gate.split)) == gate.split
+    undefined = (undefined_reason(evaluated, metric) if same_split else None) or undefined_reason({metric: new.primary}, metric)
+    if undefined is not None:
+        return Scores(None, new.per_group), None, undefined_decision(metric, gate.split, undefined)
+    old = implementation.score(f"models:/{name}@{CHAMPION}", data, gate.split, gate.cpu_threads) if champion else None
+    decision = promotion_decision(new.primary, new.per_group, old.primary if old else None, old.per_group if old else None,
+                                  gate.margin, gate.tolerance, metric, implementation.group_name)
+    return new, old, decision
+
+
+def _rounded(scores: Scores | None) -> float | None:
+    return None if scores is None or scores.primary is None else round(scores.primary, 6)
 
 
 def _log_run(dataset: str, implementation: Task, model_dir: Path, eval_dir: Path, manifest: ManifestDir,
@@ -184,9 +217,9 @@ def _mark(client: Any, name: str, version: str, alias: str, reason: str, metric:
         "promotion.decision": alias,
         "promotion.reason": reason,
         "promotion.metric": metric,
-        f"promotion.{metric}": f"{new.primary:.6f}",
+        f"promotion.{metric}": "undefined" if new.primary is None else f"{new.primary:.6f}",
         "promotion.champion_version": champion or "",
-        f"promotion.champion_{metric}": f"{old.primary:.6f}" if old else "",
+        f"promotion.champion_{metric}": f"{old.primary:.6f}" if old and old.primary is not None else "",
         REPLACES_TAG: alias_version(client, name, alias) or "",
     }
     # the version's tags before the alias: a run killed after moving the alias must say where it was

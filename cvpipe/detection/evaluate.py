@@ -16,6 +16,7 @@ import numpy as np
 from cvpipe.core.io import write_bytes, write_text
 from cvpipe.core.plots import confusion_csv, csv_text, image_grid, matrix_png, note_png, png
 from cvpipe.detection.metrics import ImageResult, box_iou, confusion_matrix, detection_scores, greedy_match
+from cvpipe.tasks import UNDEFINED
 
 BACKGROUND = "background"
 GALLERY_MAX = 12
@@ -184,7 +185,9 @@ def write_report(out: Path, images: Sequence[ImageResult], sizes: Sequence[tuple
                  "difference_map50_95": r((map50_95 or 0.0) - coco["map50_95"]), "difference_map50": r((map50 or 0.0) - coco["map50"])},
         "absent_classes": ours.absent,
         "ap50_95": {row["class"]: row["ap50_95"] for row in present},  # the gate's per-class scores
-    }  # flat, for `dvc metrics show/diff`; everything per class is in per_class.csv
+    } | ({} if map50_95 is not None else {UNDEFINED: f"the {split} split holds no object of any class ({len(images)} "
+                                                     "background images): mAP is a mean over the classes present"})
+    # flat, for `dvc metrics show/diff`; everything per class is in per_class.csv
     write_text(out / "per_class.csv", csv_text(per_class_rows))
     axes = [*names, BACKGROUND]
     write_text(out / "confusion.csv", confusion_csv(matrix, axes))

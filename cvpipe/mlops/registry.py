@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from cvpipe.core.errors import CvpipeError
+
 DEFAULT_ROOT = Path("mlruns")
 CHAMPION, CHALLENGER = "champion", "challenger"
 ABANDONED = "abandoned"  # the decision of a version whose register run was interrupted
@@ -24,6 +26,73 @@ DECISION_TAG, REASON_TAG = "promotion.decision", "promotion.reason"
 REPLACES_TAG = "promotion.replaces"  # the version that held the alias before this one took it ("" none)
 PID_TAG, HOST_TAG = "cvpipe.pid", "cvpipe.host"  # who is making a run, to tell a live run from a killed one
 RECONCILED_TAG = "cvpipe.reconciled"
+# MLflow's own HTTP defaults retry a dead server for minutes: a few tries, each bounded (a user's setting wins)
+HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+REACH_TIMEOUT_S = 3.0
+
+
+class RegistryError(CvpipeError):
+    """The MLflow store or tracking server cannot be used: names the store (its URI or file) and what is wrong."""
+
+
+def open_store(root: Path = DEFAULT_ROOT, timeout: float = REACH_TIMEOUT_S, write: bool = True) -> str:
+    """The tracking URI (:func:`tracking_uri`), checked before any work and set for MLflow: a tracking server must
+    answer ``GET /health`` within ``timeout`` seconds (MLflow's HTTP retries and timeouts are bounded by
+    :data:`HTTP_BOUNDS`), a SQLite store must be writable (the database file and its folder) unless ``write`` is
+    False (a reader, such as serving a model)."""
+    for key, value in HTTP_BOUNDS.items():
+        os.environ.setdefault(key, value)
+    try:
+        uri = tracking_uri(root)
+    except OSError as exc:
+        raise RegistryError(f"the MLflow store {(root / 'mlflow.db').resolve()}: cannot create its folder {root}: "
+                            f"{exc.strerror}") from None
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri, timeout)
+    elif write and uri.startswith("sqlite:///"):
+        _check_sqlite(Path(uri.removeprefix("sqlite:///")))
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def _check_server(uri: str, timeout: float) -> None:
+    """A tracking server that answers ``/health``, else a :class:`RegistryError` naming the URI."""
+    import urllib.error
+    import urllib.request
+
+    health = f"{uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(health, timeout=timeout) as answer:
+            answer.read(64)
+    except urllib.error.HTTPError as exc:
+        raise RegistryError(f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) answers {health} with HTTP "
+                            f"{exc.code}: is it an MLflow server?") from None
+    except (OSError, ValueError) as exc:  # refused, unreachable, timed out, a malformed URI
+        why = getattr(exc, "reason", None) or exc
+        raise RegistryError(f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not answer within "
+                            f"{timeout:g} s ({why}); start it (make mlflow-server) or unset MLFLOW_TRACKING_URI "
+                            "for the local store") from None
+
+
+def _check_sqlite(db: Path) -> None:
+    """A SQLite store MLflow can write: the database file (when it exists) and its folder, where SQLite writes
+    its journal and MLflow the artifacts folder."""
+    for path, what in ((db.parent, "its folder"), (db, "the database file"), (db.parent / "artifacts", "its artifacts folder")):
+        if path.exists() and not os.access(path, os.W_OK | (os.X_OK if path.is_dir() else os.R_OK)):
+            raise RegistryError(f"the MLflow store {db} is read-only: {what} {path} is not writable (nothing was "
+                                "registered); make it writable or point MLFLOW_TRACKING_URI at another store")
+    if db.is_file():
+        import sqlite3
+        from contextlib import closing
+
+        try:
+            with closing(sqlite3.connect(db, timeout=30)) as connection:  # a read-only file system, an immutable file
+                connection.execute("BEGIN IMMEDIATE")
+                connection.rollback()
+        except sqlite3.Error as exc:
+            raise RegistryError(f"the MLflow store {db} cannot be written: {exc} (nothing was registered)") from None
 
 
 def tracking_uri(root: Path = DEFAULT_ROOT) -> str:
@@ -125,6 +194,11 @@ def promotion_decision(new: float, new_per_group: dict[str, float], champion: fl
                                f"{metric} rises from {champion:.4f} to {new:.4f}")
     return Decision(True, f"{metric} {new:.4f} beats the champion's {champion:.4f} by more than {margin}; "
                           f"no {group} drops more than {tolerance}")
+
+
+def undefined_decision(metric: str, split: str, reason: str) -> Decision:
+    """The gate on a split that cannot define ``metric``: never promote, and say which split and why."""
+    return Decision(False, f"{metric} is undefined on the {split} split ({reason}); a version is never promoted on it")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A registered model over HTTP: ``python -m cvpipe.mlops.serve NAME`` (``make serve-model NAME=...``).
 
 Runs ``mlflow models serve`` for ``models:/NAME@champion`` from the project's store
-(:func:`cvpipe.mlops.registry.tracking_uri`) in this environment (``--env-manager local``: nothing is fetched
+(:func:`cvpipe.mlops.registry.open_store`) in this environment (``--env-manager local``: nothing is fetched
 or installed), on 127.0.0.1 unless ``--host`` says otherwise. A model or alias that does not exist is
 one ``error:`` line naming what does. ``python -m cvpipe.mlops.serve --request a.png b.jpg`` prints the
 JSON body of a ``POST /invocations`` for those files (base64 in ``dataframe_records``:
@@ -91,12 +91,9 @@ def execute(args: argparse.Namespace) -> None:
         return
     if not args.name:
         raise UsageError("name the registered model to serve (python -m cvpipe.mlops.serve NAME), or give --request IMAGE...")
-    import mlflow
+    from cvpipe.mlops.registry import open_store
 
-    from cvpipe.mlops.registry import tracking_uri
-
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)  # the registry follows it
+    uri = open_store(write=False)  # a server that does not answer is one line; the registry follows the tracking URI
     version = resolve(args.name, args.alias, uri)
     model_uri = f"models:/{args.name}@{args.alias}"
     _warn_if_pixels(f"models:/{args.name}/{version}")

@@ -21,6 +21,7 @@ from cvpipe.core.params import check_keys, mapping, number
 from cvpipe.core.plots import csv_text, png
 from cvpipe.segmentation.instances import InstanceConfig
 from cvpipe.segmentation.metrics import THRESHOLDS, ImageScore, image_score, image_type, pixel_scores
+from cvpipe.tasks import UNDEFINED
 
 MATCHED, FALSE, MISSED = (40, 200, 70), (230, 40, 40), (50, 110, 255)
 
@@ -77,13 +78,14 @@ def summary(scored: Sequence[Scored], split: str) -> dict:
         "images": len(scored),
         "nuclei": nuclei,
         "predicted": sum(s.score.pred_count for s in scored),
-        "dsb_score": round(float(np.mean([s.score.score for s in scored])), 6),
+        "dsb_score": round(float(np.mean([s.score.score for s in scored])), 6) if nuclei else None,
         "pixel_iou": round(float(np.mean([s.pixel_iou for s in scored])), 6),
         "dice": round(float(np.mean([s.dice for s in scored])), 6),
         "precision50": round(tp / (tp + fp), 6) if tp + fp else 0.0,  # at IoU > 0.5, over all nuclei
         "recall50": round(tp / nuclei, 6) if nuclei else 0.0,
         "dsb_score_by_type": {k: round(v, 6) for k, v in by_type(scored).items()},
-    }
+    } | ({} if nuclei else {UNDEFINED: f"the {split} split holds no nucleus ({len(scored)} images): predicting nothing would "
+                                       "score 1.0, so the DSB score ranks no model"})
 
 
 def per_image_rows(scored: Sequence[Scored]) -> list[dict]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ TASKS: dict[str, str | None] = {
     "segmentation": "cvpipe.segmentation.task:SegmentationTask",
 }
 
+UNDEFINED = "undefined"  # metrics.json's key for why the primary metric is null (absent when it is a number)
 # offline scorers of a competition's submission files: ``python -m stages.evaluate <name> --truth T --submission S``;
 # "module:function" taking (truth, submission) paths and returning an object with ``score``, ``images``, ``missing``
 SCORERS: dict[str, str] = {
@@ -57,9 +59,10 @@ class TrainResult:
 @dataclass(frozen=True)
 class Scores:
     """A model's scores on one split, as the promotion gate compares them: the task's primary metric
-    and the same metric per class (or per group: image type for segmentation)."""
+    (None where the split cannot define it: :func:`undefined_reason`) and the same metric per class (or per
+    group: image type for segmentation)."""
 
-    primary: float
+    primary: float | None
     per_group: dict[str, float]
 
 
@@ -124,6 +127,15 @@ class Compute:
         """The ``train`` section of params.yaml, checked (a bad key is named)."""
         device, cache_dir = training_settings(params)
         return cls(device, cpu_threads(params), cache_dir)
+
+
+def undefined_reason(metrics: dict[str, Any], key: str) -> str | None:
+    """Why metrics.json's primary metric ``key`` is undefined (null, with the reason under :data:`UNDEFINED`), or
+    None when it is a finite number: a held-out split with nothing to score (no object, no nucleus, no class)."""
+    value = metrics.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return None
+    return str(metrics.get(UNDEFINED) or f"{key} is {value!r}, not a number")
 
 
 def has_trainer(name: str) -> bool:

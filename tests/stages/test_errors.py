@@ -3,13 +3,18 @@ file or the params key and what would be valid, and exits 1; never a traceback, 
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from cvpipe.mlops import serve
 from flows import deploy, pipeline
 from stages import convert, evaluate, ingest, register, samples, train, validate
 from tests.conftest import REPO
@@ -144,3 +149,112 @@ def test_a_stage_run_as_a_module_prints_one_line_and_exits_1(tmp_path):
     assert proc.stderr.strip().splitlines() == [f"error: {params}: classification.datasets.fruits360.epochs: "
                                                 "must be an integer >= 1, not -3"]
     assert not (tmp_path / "model").exists()  # nothing half-written: no untrained model.pt
+
+
+# Registry and server faults: the MLflow store or tracking server cannot be used. Register checks it before any
+# run or version is made (nothing half-registered) and fails within seconds; serving a model checks the server.
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_read_only(path: Path) -> None:
+    """``path`` unwritable even for root (immutable: ``chattr +i``); only the mode bits otherwise."""
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], check=False, capture_output=True).returncode:
+            pytest.skip("no chattr here: root cannot make a file read-only")
+    else:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+def writable_again(path: Path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], check=False, capture_output=True)
+    else:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path, monkeypatch) -> Iterator[Path]:
+    """A real MLflow SQLite store (its experiment made) in ``tmp_path/store``; left writable for cleanup."""
+    import mlflow
+
+    root = tmp_path / "store"
+    root.mkdir()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("fruits360", artifact_location=(root / "artifacts").as_uri())
+    yield root
+    for path in (root / "mlflow.db", root):
+        writable_again(path)
+
+
+def read_only_database(root: Path, monkeypatch) -> str:
+    make_read_only(root / "mlflow.db")
+    return f"the MLflow store {root / 'mlflow.db'} is read-only: the database file {root / 'mlflow.db'} is not writable"
+
+
+def read_only_folder(root: Path, monkeypatch) -> str:
+    make_read_only(root)
+    return f"the MLflow store {root / 'mlflow.db'} is read-only: its folder {root} is not writable"
+
+
+def server_not_answering(root: Path, monkeypatch) -> str:
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return f"the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not answer within 3 s"
+
+
+REGISTRY_FAULTS = {"read-only-database": read_only_database, "read-only-folder": read_only_folder,
+                   "server-not-answering": server_not_answering}
+
+
+def trained_stub(tmp_path: Path) -> None:
+    """What register reads before it opens the store: a model's records and an evaluation (no model is loaded)."""
+    (tmp_path / "m").mkdir(exist_ok=True)
+    (tmp_path / "m" / "train.json").write_text('{"params": {}}')
+    (tmp_path / "m" / "history.csv").write_text("epoch,loss\n1,0.5\n")
+    (tmp_path / "e").mkdir(exist_ok=True)
+    (tmp_path / "e" / "metrics.json").write_text('{"macro_f1": 0.5}')
+
+
+@pytest.mark.parametrize("fault", REGISTRY_FAULTS)
+def test_register_names_a_store_or_server_it_cannot_use_before_registering(fault, sqlite_store, tmp_path, monkeypatch, capsys,
+                                                                           fruits_manifest):  # noqa: F811
+    import mlflow
+
+    trained_stub(tmp_path)
+    expected = REGISTRY_FAULTS[fault](sqlite_store, monkeypatch)
+    start = time.monotonic()
+    fails_with(capsys, register, [*stage_argv("register", fruits_manifest, tmp_path), "--params", str(REPO / "params.yaml")],
+               expected)
+    assert time.monotonic() - start < 15  # not MLflow's minutes of retries
+    assert not (tmp_path / "out.json").exists()
+    store = mlflow.MlflowClient(tracking_uri=f"sqlite:///{sqlite_store / 'mlflow.db'}")
+    assert store.search_runs([store.get_experiment_by_name("fruits360").experiment_id]) == []  # nothing half-registered
+    assert store.search_registered_models() == []
+
+
+def test_serving_names_a_tracking_server_that_does_not_answer(tmp_path, monkeypatch, capsys):
+    expected = server_not_answering(tmp_path, monkeypatch)
+    start = time.monotonic()
+    fails_with(capsys, serve, ["fruits360-classifier"], expected)
+    assert time.monotonic() - start < 15
+
+
+def test_register_run_as_a_module_fails_fast_on_a_server_that_does_not_answer(tmp_path, fruits_manifest):  # noqa: F811
+    trained_stub(tmp_path)
+    uri = f"http://127.0.0.1:{closed_port()}"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "stages.register", *stage_argv("register", fruits_manifest, tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+                          env=dict(os.environ, MLFLOW_TRACKING_URI=uri))
+    assert proc.returncode == 1 and time.monotonic() - start < 60
+    assert proc.stderr.strip().splitlines() == [f"error: the MLflow tracking server at {uri} (MLFLOW_TRACKING_URI) does not "
+                                                "answer within 3 s ([Errno 111] Connection refused); start it (make "
+                                                "mlflow-server) or unset MLFLOW_TRACKING_URI for the local store"]

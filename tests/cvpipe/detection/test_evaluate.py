@@ -91,3 +91,13 @@ def test_the_report_names_every_class_reports_absent_ones_and_writes_its_files(t
 def test_evaluate_settings_name_the_bad_key(section, key):
     with pytest.raises(ParamsError, match=key):
         Settings.from_params(section)
+
+
+def test_a_split_of_background_images_leaves_map_undefined_with_its_reason(tmp_path):
+    images = [ImageResult.of([], [], [[10, 10, 50, 50]], [0], [0.9]), ImageResult.of([], [])]  # no object of any class
+    files = [write_image(tmp_path / "img" / f"{k}.jpg", (64, 64)) for k in range(2)]
+    metrics = write_report(tmp_path / "out", images, [(64, 64)] * 2, files, NAMES, Settings(), "fixture", "test")
+    assert metrics["map50_95"] is None and metrics["ap50_95"] == {}
+    assert metrics["undefined"] == ("the test split holds no object of any class (2 background images): "
+                                    "mAP is a mean over the classes present")
+    json.dumps(metrics, allow_nan=False)

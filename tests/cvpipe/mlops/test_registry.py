@@ -45,3 +45,38 @@ def test_dvc_lineage_reads_the_train_stage_of_the_lock(tmp_path):
     assert json.loads(tags["dvc.params.params.yaml"]) == {"classification.datasets.toy": {"epochs": 3}}
     assert "dvc.dep.stages/train.py" not in tags
     assert dvc_lineage(lock, "to") == {} and dvc_lineage(lock, "other") == {} and dvc_lineage(tmp_path / "none.lock", "x") == {}
+
+
+def test_open_store_bounds_mlflows_http_retries_and_names_a_server_that_does_not_answer(monkeypatch):
+    import socket
+    import time
+
+    import pytest
+
+    from cvpipe.mlops.registry import HTTP_BOUNDS, RegistryError, open_store
+
+    for key in HTTP_BOUNDS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")  # a user's own setting wins
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    start = time.monotonic()
+    with pytest.raises(RegistryError, match=rf"tracking server at http://127\.0\.0\.1:{port} .* does not answer within 0\.5 s"):
+        open_store(timeout=0.5)
+    assert time.monotonic() - start < 5
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (2, 7)
+
+
+def test_open_store_names_a_store_folder_it_cannot_create(tmp_path, monkeypatch):
+    import pytest
+
+    from cvpipe.mlops.registry import RegistryError, open_store
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RegistryError, match="cannot create its folder"):
+        open_store(tmp_path / "file" / "mlruns")

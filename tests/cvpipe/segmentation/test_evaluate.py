@@ -71,3 +71,13 @@ def test_dsb_score_command_scores_a_submission_and_names_a_malformed_line(tmp_pa
     assert evaluate.main(["dsb-score", "--truth", str(truth), "--submission", str(bad)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {bad}:3: ")
+
+
+def test_a_holdout_without_nuclei_leaves_the_dsb_score_undefined():
+    rgb, truth, _ = scene()
+    empty = np.zeros_like(truth)
+    metrics = summary([score_image("a", "a.png", rgb, empty, empty), score_image("b", "b.png", rgb, empty, truth)], "holdout")
+    assert metrics["dsb_score"] is None and metrics["nuclei"] == 0
+    assert metrics["undefined"].startswith("the holdout split holds no nucleus (2 images)")
+    rgb, truth, pred = scene()
+    assert "undefined" not in summary([score_image("a", "a.png", rgb, truth, pred)], "holdout")  # one nucleus defines it
