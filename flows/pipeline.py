@@ -4,13 +4,12 @@
 
 The flow adds orchestration only. Its stages, their commands, their order and what each one reads
 come from ``dvc.yaml`` (resolved by DVC's own parser, :mod:`cvpipe.core.pipeline`); each stage runs the
-same ``execute`` as ``python -m stages.<name>``, or, for a stage whose bytes depend on process-global state
-(``OWN_PROCESS``: training, evaluation, registration), that very command in a child process, as ``dvc repro`` runs it.
-Per dataset: the sample is generated if its raw
-folder is missing, then ingest, the data gate, conversion where the task needs it, and train,
-evaluate and register where the task has a trainer. Independent datasets run concurrently: on
-threads of this process, or with ``--dask`` on a Dask cluster (prefect-dask's task runner): a local
-cluster of worker processes (``local``) or the scheduler at an address (``tcp://host:8786``), whose
+same ``execute`` as ``python -m stages.<name>``, or, for a stage whose bytes depend on process-global
+state (``OWN_PROCESS``: train, evaluate, register), that very command in a child process, as ``dvc repro``
+runs it. Per dataset: the sample is generated if its raw folder is missing, then ingest, the data gate,
+conversion where the task needs it, and train, evaluate and register where the task has a trainer.
+Independent datasets run concurrently: on threads of this process, or with ``--dask`` on a Dask cluster
+(prefect-dask's task runner): a local cluster of worker processes (``local``) or the scheduler at an address (``tcp://host:8786``), whose
 workers have the project and its data at the same path. The ``dask`` parameter does the same for a
 deployment's runs (``schedules:`` in params.yaml): the flow runs itself as a child run on Dask.
 
