@@ -4,11 +4,12 @@
 
 The flow adds orchestration only. Its stages, their commands, their order and what each one reads
 come from ``dvc.yaml`` (resolved by DVC's own parser, :mod:`cvpipe.core.pipeline`); each stage runs the
-same ``execute`` as ``python -m stages.<name>``. Per dataset: the sample is generated if its raw
-folder is missing, then ingest, the data gate, conversion where the task needs it, and train,
-evaluate and register where the task has a trainer. Independent datasets run concurrently: on
-threads of this process, or with ``--dask`` on a Dask cluster (prefect-dask's task runner): a local
-cluster of worker processes (``local``) or the scheduler at an address (``tcp://host:8786``), whose
+same ``execute`` as ``python -m stages.<name>``, or, for a stage whose bytes depend on process-global
+state (``OWN_PROCESS``: train, evaluate, register), that very command in a child process, as ``dvc repro``
+runs it. Per dataset: the sample is generated if its raw folder is missing, then ingest, the data gate,
+conversion where the task needs it, and train, evaluate and register where the task has a trainer.
+Independent datasets run concurrently: on threads of this process, or with ``--dask`` on a Dask cluster
+(prefect-dask's task runner): a local cluster of worker processes (``local``) or the scheduler at an address (``tcp://host:8786``), whose
 workers have the project and its data at the same path. The ``dask`` parameter does the same for a
 deployment's runs (``schedules:`` in params.yaml): the flow runs itself as a child run on Dask.
 
@@ -23,13 +24,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import os
+import subprocess
 import sys
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -42,6 +47,11 @@ from cvpipe.tasks import dataset_spec, has_trainer
 from stages import samples
 
 ROOT = Path(__file__).resolve().parents[1]
+# Stages whose bytes depend on process-global state (Python's and torch's global RNGs, torch's threads, ultralytics'
+# OMP_NUM_THREADS and determinism switches): each runs as dvc.yaml's command in a child process of its own, so the flow
+# trains, evaluates and registers exactly what `dvc repro` does, and nothing of it leaks into the flow's process.
+OWN_PROCESS = ("stages.train", "stages.evaluate", "stages.register")
+_CHILDREN: set[subprocess.Popen] = set()  # the children running now, stopped if the flow is interrupted
 
 
 def stage_key(context, parameters: dict) -> str:
@@ -56,8 +66,16 @@ def _plain(value: Any) -> Any:
 
 @task(name="stage", task_run_name="{spec.name}", cache_key_fn=stage_key, persist_result=True, retries=1, retry_delay_seconds=5)
 def run_stage(spec: StageSpec, params_file: Path, params: dict) -> Any:
-    """One dvc.yaml stage, in this process: the module's own argument parser and ``execute``; ``params`` (read from
-    ``params_file`` once per flow run) goes to a stage whose ``execute`` takes it, the others read ``--params``."""
+    """One dvc.yaml stage: in a child process for ``OWN_PROCESS`` (:func:`run_child`), else in this process with the
+    module's own argument parser and ``execute``; ``params`` (read from ``params_file`` once per flow run) goes to a stage
+    whose ``execute`` takes it, the others read ``--params``."""
+    if spec.module in OWN_PROCESS:
+        return run_child(spec, params_file, get_run_logger().info)
+    return run_here(spec, params_file, params)
+
+
+def run_here(spec: StageSpec, params_file: Path, params: dict) -> Any:
+    """The stage in this process: its result, or a failed state of one line for bad data or params."""
     module = importlib.import_module(spec.module)
     args = cli.parse(module.get_args_parser(), list(spec.args), params_file)
     try:
@@ -66,6 +84,68 @@ def run_stage(spec: StageSpec, params_file: Path, params: dict) -> Any:
         return _plain(module.execute(args))
     except CvpipeError as exc:  # bad data or params: one line, no retry (the same again would fail the same way)
         return Failed(message=f"{spec.name}: {cli.located(exc, args)}")
+
+
+def command(spec: StageSpec, params_file: Path) -> list[str]:
+    """The stage's command line as dvc.yaml writes it, with this interpreter (``--params`` only for another file)."""
+    extra = [] if "--params" in spec.args or Path(params_file) == Path("params.yaml") else ["--params", str(params_file)]
+    return [sys.executable, "-m", spec.module, *spec.args, *extra]
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment, as `dvc repro` would hand it on; on a Dask worker without what Dask's nanny set
+    for its workers (``distributed.nanny.pre-spawn-environ``: one OpenMP/BLAS thread and the like)."""
+    env = dict(os.environ)
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):  # not on a Dask worker
+        return env
+    import dask
+
+    for key, value in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items():
+        if env.get(key) == str(value):
+            env.pop(key)
+    return env
+
+
+def run_child(spec: StageSpec, params_file: Path, log: Callable[[str], None], root: Path = ROOT) -> Any:
+    """Run the stage's command in a child process in ``root``; each line of its output goes to ``log``. Exit 0: the JSON
+    report it declares (its metrics), if any; ``error: ...`` and exit 1: the one-line failure of the in-process call (no
+    retry); anything else raises (retried). An interruption (KeyboardInterrupt, cancellation) stops the child."""
+    tail: deque[str] = deque(maxlen=400)
+    proc = subprocess.Popen(command(spec, params_file), cwd=root, env=child_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    _CHILDREN.add(proc)
+    try:
+        for line in proc.stdout:
+            tail.append(line.rstrip("\n"))
+            log(tail[-1])
+        code = proc.wait()
+    finally:
+        stop(proc)
+    said = [i for i, line in enumerate(tail) if line.startswith("error: ")]
+    if code == 1 and said and not any(line.startswith("Traceback") for line in list(tail)[said[-1]:]):
+        return Failed(message=f"{spec.name}: " + "\n".join(list(tail)[said[-1]:])[len("error: "):])
+    if code != 0:
+        raise RuntimeError(f"{spec.name}: `{spec.cmd}` exited with {code}")
+    reports = [root / out for out in spec.outs if out.endswith(".json") and (root / out).is_file()]
+    return json.loads(reports[0].read_text(encoding="utf-8")) if len(reports) == 1 else None
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End a child that still runs (SIGTERM, then SIGKILL after 30 s) and reap it."""
+    _CHILDREN.discard(proc)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 @task(name="sample", task_run_name="sample@{name}", retries=1, cache_policy=NO_CACHE)
@@ -139,10 +219,21 @@ def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path
             waits = [futures[u] for u in before[s.name] if u in futures] or [futures[f"sample@{name}"]]
             futures[s.name] = run_stage.with_options(refresh_cache=refresh or missing).submit(s, params_file, params,
                                                                                               wait_for=waits)
+    try:
+        for future in futures.values():
+            future.wait()
+    except BaseException:  # Ctrl-C or a cancelled run: the children of running stages stop too
+        for proc in list(_CHILDREN):
+            stop(proc)
+        raise
+    return summary(futures, names)
+
+
+def summary(futures: dict[str, Any], names: list[str]) -> State:
+    """The flow's final state from its stages' states: the results, or which stages failed, each in its own words."""
     results: dict[str, dict] = {}
     failed, details, skipped = [], [], []
     for key, future in futures.items():
-        future.wait()
         state = future.state
         stage, _, name = key.partition("@")
         if state.is_completed():
@@ -156,12 +247,11 @@ def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path
         else:
             skipped.append(key)  # an upstream stage failed
     for name, done in results.items():
-        if "register" in done:
-            r = done["register"]
+        for r in (r for stage, r in done.items() if stage.endswith("register") and r):  # the register report
             print(f"{name}: {r['model_name']} v{r['version']} -> @{r['alias']} ({r['reason']})")
     if failed:
-        summary = f"{', '.join(failed)} failed" + (f"; not run: {', '.join(skipped)}" if skipped else "")
-        return Failed(message="\n".join([summary, *details]))
+        line = f"{', '.join(failed)} failed" + (f"; not run: {', '.join(skipped)}" if skipped else "")
+        return Failed(message="\n".join([line, *details]))
     return Completed(data=results, message=f"{len(futures)} stages for {', '.join(names)}")
 
 

@@ -174,16 +174,29 @@ class Batches:
 
     The whole uint8 array is moved to the device once when it fits (it does for these datasets:
     N x 3 x 64 x 64 bytes); a batch is then an index, a cast and a normalisation.
+
+    ``drop_single``: a last batch of one image (17 images in batches of 16) is left out of the epoch, as
+    DDP's training loop leaves out a batch too small to shard: BatchNorm in train mode needs more than one
+    value per channel (LittleVGG's BatchNorm1d fails on one). Its augmentation is still drawn, so the
+    random stream, and every run whose last batch is larger, is as without it; with shuffled epochs the
+    image left out differs from epoch to epoch. A set of one image is kept (there is nothing else to train).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, batch_size: int, device: torch.device,
-                 shuffle: bool, generator: torch.Generator | None = None, augment: BatchAugment | None = None) -> None:
+                 shuffle: bool, generator: torch.Generator | None = None, augment: BatchAugment | None = None,
+                 drop_single: bool = False) -> None:
         self.images = torch.from_numpy(np.ascontiguousarray(images[indices])).to(device)
         self.labels = torch.from_numpy(labels[indices]).to(device)
         self.batch_size, self.shuffle, self.generator, self.augment = batch_size, shuffle, generator, augment
+        self.drop_single = drop_single
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        n = len(self.labels)
+        return math.ceil(n / self.batch_size) - int(self.dropped(n))
+
+    def dropped(self, n: int) -> bool:
+        """Is the last batch of an epoch over ``n`` images left out (one image after others)?"""
+        return self.drop_single and n > 1 and n % self.batch_size == 1
 
     def __iter__(self):
         n = len(self.labels)
@@ -194,4 +207,6 @@ class Batches:
             x = to_float(self.images.index_select(0, idx))
             if self.augment is not None:
                 x = self.augment(x)
+            if start + 1 == n and self.dropped(n):
+                break
             yield x, self.labels.index_select(0, idx)

@@ -138,8 +138,9 @@ def fit(
         optimizer, factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
     )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    # alone, a last batch of one image is left out (BatchNorm); under DDP run_epochs leaves out what is too small to shard
     train = Batches(images, labels, train_idx, config.batch_size, device, shuffle=True, generator=generator,
-                    augment=BatchAugment(config.augment, generator))
+                    augment=BatchAugment(config.augment, generator), drop_single=ranks.world == 1)
     watched = val_idx if len(val_idx) else train_idx
     val = Batches(images, labels, np.array_split(watched, ranks.world)[ranks.rank], config.batch_size, device, shuffle=False)
     if not len(val_idx) and ranks.main:

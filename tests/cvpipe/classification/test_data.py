@@ -69,3 +69,27 @@ def test_batches_cover_every_image_once_per_epoch():
     batches = Batches(images, labels, np.arange(10), 4, torch.device("cpu"), True, torch.Generator().manual_seed(0))
     seen = torch.cat([y for _, y in batches])
     assert len(batches) == 3 and sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+
+
+def epochs(n: int, batch: int, drop_single: bool, count: int = 3) -> tuple[list[list[list[int]]], torch.Tensor]:
+    """The labels of each batch of ``count`` augmented epochs over ``n`` images, and the generator's state after."""
+    images = np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1).repeat(3, 1).repeat(4, 2).repeat(4, 3)
+    generator = torch.Generator().manual_seed(0)
+    augment = BatchAugment(AugmentConfig(horizontal_flip=True, zoom=0.1), generator)
+    batches = Batches(images, np.arange(n), np.arange(n), batch, torch.device("cpu"), True, generator, augment, drop_single)
+    seen = [[y.tolist() for _, y in batches] for _ in range(count)]
+    assert all(len(epoch) == len(batches) for epoch in seen)
+    return seen, generator.get_state()
+
+
+def test_a_last_batch_of_one_image_is_left_out_with_its_random_draws_kept():
+    kept, state = epochs(17, 16, drop_single=False)
+    dropped, state_dropped = epochs(17, 16, drop_single=True)
+    assert [len(b) for epoch in kept for b in epoch] == [16, 1] * 3
+    assert [len(b) for epoch in dropped for b in epoch] == [16] * 3
+    assert [epoch[:1] for epoch in kept] == dropped and torch.equal(state, state_dropped)  # the same draws: same later epochs
+    left_out = {(set(range(17)) - set(epoch[0])).pop() for epoch in dropped}
+    assert len(left_out) > 1  # a different image each epoch, so every image is trained on over time
+    for n in (16, 18, 1):  # a last batch of another size, or a set of one image: as without the option
+        (with_option, state), (without, state_without) = epochs(n, 16, True), epochs(n, 16, False)
+        assert with_option == without and torch.equal(state, state_without)

@@ -125,3 +125,11 @@ print(hashlib.sha256(b"".join(t.numpy().tobytes() for t in result.model.state_di
     digests = [subprocess.run([sys.executable, "-c", script, seed], cwd=REPO, capture_output=True, text=True,
                               check=True, timeout=300).stdout.split()[-1] for seed in ("1", "1", "2")]
     assert digests[0] == digests[1] != digests[2]
+
+
+def test_littlevgg_trains_on_17_images_in_batches_of_16():
+    """A last batch of one image would fail LittleVGG's BatchNorm1d in train mode: it is left out of the epoch."""
+    images, labels = squares(n_per_class=8)
+    train, val = np.arange(17), np.arange(17, 24)
+    result = fit(images, labels, train, val, 3, config(architecture="littlevgg", batch_size=16, epochs=2), CPU)
+    assert len(result.history) == 2
