@@ -1,4 +1,4 @@
-"""The same CPU results on every x86-64 machine: each numerical library pinned to one code path.
+"""The same CPU results on every x86-64 machine with AVX2: each numerical library pinned to one code path.
 
 PyTorch, its BLAS and the image libraries choose their CPU code when they first compute, by what the
 processor offers: ATen's vectorised kernels by the widest instruction set (DEFAULT, AVX2, AVX512),
@@ -6,29 +6,39 @@ oneDNN's convolutions by its own ISA dispatch, MKL's BLAS by a code path per pro
 AVX2 or AVX-512), OpenCV (ultralytics' augmentation: resizing, warps, colour) by its SIMD dispatch.
 Each path rounds or adds in another order, so one training gives other weights on another CPU
 (measured here: a few Adam steps of a small CNN gave six different results under six settings, and
-two epochs of YOLO other weights with OpenCV's AVX paths turned off). numpy's own dispatch changed no
-result here (the narrowed test turns it down too). :data:`PIN` asks each library, through its documented control, for the path every x86-64
-processor has; a machine with more or fewer instructions then computes the same bytes
-(tests/cvpipe/core/test_cpu.py trains under the pin with the machine narrowed further and compares).
+two epochs of YOLO other weights with OpenCV's AVX paths turned off; numpy's own dispatch changed no
+result, and the narrowed test turns it down too).
 
-The controls are read when a library first computes, so :func:`pin_kernels` runs at the entry points
-(the train, evaluate and register stages, which every runner calls, and the test suite's conftest)
-before any tensor work. ``train.cpu_pin: false`` in params.yaml leaves the machine's fastest kernels
-(bench/train.py measures the cost) and its own bytes. GPU results depend on the GPU model and are not
-covered: a CUDA run is deterministic per GPU model only.
+:data:`PIN` asks each library, through its documented control, for one path that every x86-64
+processor with AVX2 has (Intel since Haswell, 2013; AMD since Excavator, 2015, and every Zen), so a
+machine with more instructions, or with AVX-512 or not, computes the same bytes
+(tests/cvpipe/core/test_cpu.py trains under the pin with the machine narrowed further and compares).
+ATen stops at AVX2 rather than its plain kernels, which made a LittleVGG step about 3x slower here
+(bench/train.py); oneDNN, MKL and OpenCV cost little at their baseline. A CPU without AVX2 runs ATen's
+plain kernels and is warned that its bytes differ.
+
+The controls are read when a library first computes (OpenCV: when imported), so :func:`pin_kernels`
+runs at the entry points (the train, evaluate and register stages, which every runner calls, and the
+test suite's conftest) before any tensor work. ``train.cpu_pin: false`` in params.yaml leaves the
+machine's fastest kernels and its own bytes. GPU results depend on the GPU model and are not covered:
+a CUDA run is deterministic per GPU model only.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import platform
 import sys
 from typing import Any
 
 from cvpipe.core.errors import CvpipeError
 from cvpipe.core.params import flag, mapping
 
+log = logging.getLogger(__name__)
+
 PIN: dict[str, str] = {
-    "ATEN_CPU_CAPABILITY": "default",  # ATen's kernels compiled for the x86-64 baseline, not AVX2/AVX512
+    "ATEN_CPU_CAPABILITY": "avx2",  # ATen's AVX2 kernels, never its AVX-512 ones
     "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN (convolutions): the lowest ISA it dispatches to
     "MKL_CBWR": "COMPATIBLE",  # MKL's conditional numerical reproducibility: one path on Intel and AMD alike
     "OPENCV_CPU_DISABLE": "SSE4.1,SSE4.2,AVX,FP16,AVX2,AVX512F,AVX512-SKX",  # OpenCV at its SSE3 baseline
@@ -41,21 +51,29 @@ def pinned(params: dict[str, Any]) -> bool:
 
 
 def pin_kernels(enabled: bool = True, environ: dict[str, str] | None = None) -> None:
-    """Set (or, ``enabled=False``, clear) :data:`PIN` in ``environ`` (default: this process's), for this
-    process and the ones it starts. Refused when torch has already chosen other CPU kernels here."""
+    """Set (or, ``enabled=False``, clear) :data:`PIN` in ``environ`` (default: this process's, for it and the
+    processes it starts; then checked: refused when a library already chose other code here)."""
     env = os.environ if environ is None else environ
     for name, value in PIN.items():
         if enabled:
             env[name] = value
         elif env.get(name) == value:
             del env[name]
-    if environ is None and enabled and "cv2" in sys.modules:  # OpenCV reads its control when imported
+    if environ is None and enabled and platform.machine().lower() in ("x86_64", "amd64"):
+        _check_taken()
+
+
+def _check_taken() -> None:
+    """The pin took effect in this process: OpenCV not imported before it, torch on its AVX2 kernels."""
+    if "cv2" in sys.modules:  # OpenCV reads its control when imported
         raise CvpipeError("OpenCV was imported before train.cpu_pin could take effect; pin before importing it "
                           "(cvpipe.core.cpu.pin_kernels)")
-    if environ is None and enabled and "torch" in sys.modules:
-        import torch
+    import torch
 
-        chosen = torch.backends.cpu.get_cpu_capability()  # fixed at torch's first CPU kernel
-        if chosen != "DEFAULT":
-            raise CvpipeError(f"torch already computed with its {chosen} kernels in this process, so train.cpu_pin "
-                              "cannot take effect; pin before any tensor work (cvpipe.core.cpu.pin_kernels)")
+    chosen = torch.backends.cpu.get_cpu_capability()  # fixed at torch's first CPU kernel, read now otherwise
+    if chosen == "DEFAULT":
+        log.warning("this CPU has no AVX2: torch runs its plain kernels, and CPU-trained bytes differ from those of "
+                    "machines with AVX2 (dvc.lock's)")
+    elif chosen != "AVX2":
+        raise CvpipeError(f"torch already computed with its {chosen} kernels in this process, so train.cpu_pin "
+                          "cannot take effect; pin before any tensor work (cvpipe.core.cpu.pin_kernels)")
