@@ -13,9 +13,10 @@ result, and the narrowed test turns it down too).
 processor with AVX2 has (Intel since Haswell, 2013; AMD since Excavator, 2015, and every Zen), so a
 machine with more instructions, or with AVX-512 or not, computes the same bytes
 (tests/cvpipe/core/test_cpu.py trains under the pin with the machine narrowed further and compares).
-ATen stops at AVX2 rather than its plain kernels, which made a LittleVGG step about 3x slower here
-(bench/train.py); oneDNN, MKL and OpenCV cost little at their baseline. A CPU without AVX2 runs ATen's
-plain kernels and is warned that its bytes differ.
+AVX2 rather than each library's plain baseline because that made a LittleVGG step about 3x slower
+here (oneDNN at SSE4.1 alone 2.5x, MKL's COMPATIBLE path 1.5x); at AVX2 the pin costs about 5%
+(bench/train.py). A CPU without AVX2 (pre-2013 Intel, pre-2015 AMD) is warned that its bytes differ.
+``MKL_CBWR=AVX2`` is also what makes MKL take its AVX2 path on AMD processors at all.
 
 The controls are read when a library first computes (OpenCV: when imported), so :func:`pin_kernels`
 runs at the entry points (the train, evaluate and register stages, which every runner calls, and the
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 
 PIN: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's AVX2 kernels, never its AVX-512 ones
-    "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN (convolutions): the lowest ISA it dispatches to
-    "MKL_CBWR": "COMPATIBLE",  # MKL's conditional numerical reproducibility: one path on Intel and AMD alike
-    "OPENCV_CPU_DISABLE": "SSE4.1,SSE4.2,AVX,FP16,AVX2,AVX512F,AVX512-SKX",  # OpenCV at its SSE3 baseline
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (convolutions): its AVX2 kernels
+    "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: its AVX2 path, on Intel and AMD alike
+    "OPENCV_CPU_DISABLE": "AVX512F,AVX512-SKX",  # OpenCV (ultralytics' augmentation) without its AVX-512 paths
 }
 
 
