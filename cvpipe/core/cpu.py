@@ -65,8 +65,10 @@ def pin_kernels(enabled: bool = True, environ: dict[str, str] | None = None) -> 
 
 
 def _check_taken() -> None:
-    """The pin took effect in this process: OpenCV not imported before it, torch on its AVX2 kernels."""
-    if "cv2" in sys.modules:  # OpenCV reads its control when imported
+    """The pin took effect in this process: OpenCV without AVX-512 (it reads its control when imported) and
+    torch on its AVX2 kernels (or its plain ones, on a CPU without AVX2)."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and cv2.checkHardwareSupport(13):  # CV_CPU_AVX_512F: imported before the pin, unpinned
         raise CvpipeError("OpenCV was imported before train.cpu_pin could take effect; pin before importing it "
                           "(cvpipe.core.cpu.pin_kernels)")
     import torch

@@ -55,6 +55,15 @@ def test_the_pin_is_refused_once_torch_computed_with_other_kernels():
     assert out.stdout.startswith(CvpipeError.__name__) and "train.cpu_pin cannot take effect" in out.stdout, out.stdout
 
 
+def test_pinning_again_after_opencv_was_imported_under_the_pin_is_fine():
+    """Stages called one after another in one process (the tests, a notebook) pin each time; OpenCV imported
+    under the pin is the pin's OpenCV."""
+    import cv2
+
+    pin_kernels()
+    assert not cv2.checkHardwareSupport(13)  # AVX-512F off, as OPENCV_CPU_DISABLE asked
+
+
 @pytest.mark.slow
 def test_training_under_the_pin_gives_the_same_bytes_on_a_machine_with_fewer_instructions():
     pinned_run = probe()
