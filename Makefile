@@ -14,6 +14,8 @@ export YOLO_OFFLINE := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # Prefect's database, results cache and settings stay inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
+# Prefect's temporary server gets 20 s to start by default; a busy 2-core machine can need more.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data run flow ui deploy serve serve-model deploy-pool worker mlflow-server lint test bench clean

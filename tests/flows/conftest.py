@@ -27,4 +27,6 @@ def flow_env(project: Path, **extra: str) -> dict[str, str]:
     """This environment without the caller's Prefect, MLflow and Dask settings: the project's own stores."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DASK_"))}
     return env | {"PREFECT_HOME": str(project / ".prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
-                  "PYTHONPATH": str(project), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"} | extra
+                  "PYTHONPATH": str(project), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                  # a busy 2-core machine can take longer than Prefect's 20 s to start its temporary server
+                  "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"} | extra
