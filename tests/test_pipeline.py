@@ -61,7 +61,9 @@ def test_samples_regenerate_exactly_the_versioned_data(checkout):
 def repro(checkout, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """The first `dvc repro` of the fresh clone, with every stage process tracing what it reads."""
     trace = tmp_path_factory.mktemp("trace")
-    first = sh(checkout, "dvc", "repro", env={"PYTHONPATH": str(REPO / "tests" / "trace"), "CVPIPE_TRACE": str(trace)})
+    # the whole pipeline, five trainings included: about 10 minutes on 2 cores, more when they are shared
+    first = sh(checkout, "dvc", "repro", env={"PYTHONPATH": str(REPO / "tests" / "trace"), "CVPIPE_TRACE": str(trace)},
+               timeout=1800)
     return first, trace
 
 
