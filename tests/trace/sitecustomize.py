@@ -19,7 +19,10 @@ if _folder and "-m" in _argv and _argv[_argv.index("-m") + 1].startswith("stages
         if event == "open":
             path, mode, flags = args
             reading = ("r" in mode and "+" not in mode) if isinstance(mode, str) else not (flags or 0) & _WRITE
-            if reading and isinstance(path, (str, bytes, os.PathLike)):
+            # A folder opened by descriptor reads no content (shutil.rmtree walks a temporary tree by
+            # os.open(name, dir_fd=...): its relative names must not be taken as cwd's); listing is
+            # recorded below.
+            if reading and isinstance(path, (str, bytes, os.PathLike)) and not os.path.isdir(path):
                 _reads.add(os.path.abspath(os.fsdecode(path)))
         elif event in ("os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
             _reads.add(os.path.abspath(os.fsdecode(args[0])))
