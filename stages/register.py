@@ -37,6 +37,7 @@ import logging
 import sys
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from cvpipe.mlops.registry import (
     Decision,
     Reconciled,
     alias_version,
+    await_turn,
     dvc_lineage,
     ensure_experiment,
     flatten,
@@ -101,12 +103,14 @@ class RegisterResult:
 @dataclass(frozen=True)
 class Gate:
     """How the new version is gated: ``registry.margin`` and ``registry.tolerance``, on ``split``, computed with
-    ``train.cpu_threads`` threads (as evaluate computed its scores)."""
+    ``train.cpu_threads`` threads (as evaluate computed its scores), after waiting up to ``registry.wait_s`` for
+    another register of the dataset to decide an older version."""
 
     margin: float
     tolerance: float
     cpu_threads: int
     split: str = "test"
+    wait_s: float = 900.0  # registry.wait_s: how long to wait for another register's decision on an older version
 
 
 def run(
@@ -155,6 +159,9 @@ def run(
         version = implementation.log_model(model_dir, data, name, config, settings).version
         for key, value in tags.items():
             client.set_model_version_tag(name, version, key, value)
+        # another register of this dataset deciding an older version: its outcome first, then this one's gate
+        waited = await_turn(client, experiment, name, version, gate.wait_s, waiting=partial(_log_waiting, name, version))
+        reconciled = Reconciled(reconciled.runs + waited.runs, reconciled.versions + waited.versions)
         champion = alias_version(client, name, CHAMPION)
         new, old, decision = _gate(implementation, name, version, champion, data, gate, evaluated)
         alias = CHAMPION if decision.promote else CHALLENGER
@@ -238,6 +245,11 @@ def _log_reconciled(reconciled: Reconciled, name: str) -> None:
                  _count(reconciled.live, "run"), name, ", ".join(reconciled.live))
 
 
+def _log_waiting(name: str, version: str, older: str, run_id: str) -> None:
+    log.info("register: waiting for version %s of %s (run %s) to be decided before gating version %s", older, name,
+             run_id, version)
+
+
 def _count(items: tuple[str, ...], noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
@@ -269,7 +281,8 @@ def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> R
     params = load_params(args.params) if params is None else params
     pin_kernels(pinned(params))  # before any tensor work: the same bytes on every x86-64 CPU
     task = dataset_task(params, args.dataset)
-    gate = Gate(*registry_settings(params), cpu_threads(params))
+    margin, tolerance, wait_s = registry_settings(params)
+    gate = Gate(margin, tolerance, cpu_threads(params), wait_s=wait_s)
     result = run(args.dataset, task, args.model_dir, args.eval_dir, args.manifest_dir, gate, evaluate_settings(params, task),
                  args.data_dir, args.lineage)
     write_json(args.out, {k: v for k, v in asdict(result).items() if k not in NOT_REPORTED})

@@ -23,6 +23,7 @@ from cvpipe.tasks import Compute
 from stages import evaluate, train
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
+from tests.registry_race import race
 
 pytestmark = pytest.mark.slow
 
@@ -65,24 +66,30 @@ def test_register_and_promote_on_postgresql_with_artifacts_in_s3_and_no_secret_l
         for name in ("worse", "good"):
             evaluate.run("classification", tmp_path / name, fruits_manifest, tmp_path / f"eval_{name}", None, compute)
 
+        def argv(name: str, out: str) -> list[str]:
+            return ["--dataset", "fruits360", "--model-dir", str(tmp_path / name), "--eval-dir", str(tmp_path / f"eval_{name}"),
+                    "--manifest-dir", str(fruits_manifest), "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / out)]
+
         def register(name: str) -> dict:
-            proc = subprocess.run([sys.executable, "-m", "stages.register", "--dataset", "fruits360", "--model-dir", str(tmp_path / name),
-                                   "--eval-dir", str(tmp_path / f"eval_{name}"), "--manifest-dir", str(fruits_manifest),
-                                   "--params", str(REPO / "params.yaml"), "--out", str(tmp_path / f"register_{name}.json")],
+            proc = subprocess.run([sys.executable, "-m", "stages.register", *argv(name, f"register_{name}.json")],
                                   cwd=tmp_path, env=env | {"MLFLOW_TRACKING_URI": uri}, capture_output=True, timeout=600, check=False)
             (tmp_path / f"register_{name}.log").write_bytes(proc.stdout + proc.stderr)
             assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()[-3000:]
             return json.loads((tmp_path / f"register_{name}.json").read_text())
 
-        first, second = register("worse"), register("good")
+        # two registers of the dataset at once: decided in turn through the server, the second against the first
+        first, tie = race(argv("worse", "race_first.json"), argv("worse", "race_second.json"), "fruits360-classifier",
+                          tmp_path, env | {"MLFLOW_TRACKING_URI": uri}, tmp_path)
         assert (first["version"], first["alias"]) == ("1", "champion")
-        assert (second["version"], second["alias"], second["promoted"]) == ("2", "champion", True), second
+        assert (tie["version"], tie["alias"], tie["champion_version"]) == ("2", "challenger", "1"), tie
+        second = register("good")
+        assert (second["version"], second["alias"], second["promoted"]) == ("3", "champion", True), second
 
         # the registry is the server's (PostgreSQL): the champion loads back through it, its files from the bucket
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri, registry_uri=uri)
-        assert str(client.get_model_version_by_alias("fruits360-classifier", "champion").version) == "2"
-        assert client.get_model_version("fruits360-classifier", "2").tags["promotion.replaces"] == "1"
+        assert str(client.get_model_version_by_alias("fruits360-classifier", "champion").version) == "3"
+        assert client.get_model_version("fruits360-classifier", "3").tags["promotion.replaces"] == "1"
         from cvpipe.classification.data import load_table
         from cvpipe.data.model_input import images_frame
 
@@ -101,7 +108,7 @@ def test_register_and_promote_on_postgresql_with_artifacts_in_s3_and_no_secret_l
 
         # the secret: in no MLflow param or tag, no object of the bucket, no log, no file under the test's folder
         runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-        assert len(runs) == 2
+        assert len(runs) == 3
         for run in runs:
             assert secret not in json.dumps([run.data.params, run.data.tags])
         for version in client.search_model_versions("name='fruits360-classifier'"):

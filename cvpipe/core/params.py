@@ -135,9 +135,10 @@ def cpu_threads(params: dict[str, Any]) -> int:
     return int(number(common.get("cpu_threads", 2), "train.cpu_threads", integer=True, minimum=1))
 
 
-def registry_settings(params: dict[str, Any]) -> tuple[float, float]:
-    """(margin, tolerance) of the promotion gate, from the ``registry`` section."""
+def registry_settings(params: dict[str, Any]) -> tuple[float, float, float]:
+    """(margin, tolerance, wait_s) of the promotion gate, from the ``registry`` section."""
     section = mapping(params.get("registry"), "registry")
-    check_keys(section, ("margin", "tolerance"), "registry")
+    check_keys(section, ("margin", "tolerance", "wait_s"), "registry")
     return (float(number(section.get("margin", 0.0), "registry.margin", minimum=0)),
-            float(number(section.get("tolerance", 0.05), "registry.tolerance", minimum=0)))
+            float(number(section.get("tolerance", 0.05), "registry.tolerance", minimum=0)),
+            float(number(section.get("wait_s", 900), "registry.wait_s", minimum=0)))

@@ -11,6 +11,8 @@ import json
 import os
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,3 +289,38 @@ def reconcile(client, experiment_id: str, name: str) -> Reconciled:
         client.set_model_version_tag(name, number, DECISION_TAG, ABANDONED)
         abandoned.append(number)
     return Reconciled(tuple(killed), tuple(abandoned), tuple(live))
+
+
+def await_turn(client, experiment_id: str, name: str, version: str, wait_s: float, poll_s: float = 1.0,
+               waiting: Callable[[str, str], None] | None = None) -> Reconciled:
+    """Serialize the promotion decisions of registered model ``name``: return once no older version of it is
+    still being decided, so that ``version`` is gated against the outcome of every older one (two registers of
+    one dataset at once, as two scheduled runs or a user and a schedule can start them, never both take
+    ``@champion`` from the same old champion). The order is the store's: version numbers are unique, whatever
+    the store (SQLite, PostgreSQL, a tracking server), so no lock is needed beyond them.
+
+    An older version is still being decided while its register run is RUNNING and its process may be alive
+    (:func:`reconcile`, run at each poll, ends the runs of processes that are gone and abandons their versions);
+    its decision counts once the run FINISHED, after the alias moved. ``waiting(version, run_id)`` is called
+    once per version waited for. After ``wait_s`` seconds, a :class:`RegistryError` names the version, its run
+    and its process."""
+    deadline, announced = time.monotonic() + wait_s, set()
+    while True:
+        reconciled = reconcile(client, experiment_id, name)
+        ahead = sorted((v for v in client.search_model_versions(f"name = '{name}'")
+                        if int(v.version) < int(version) and v.run_id in reconciled.live), key=lambda v: int(v.version))
+        if not ahead:
+            return reconciled
+        for older in ahead:
+            if older.version not in announced and waiting is not None:
+                waiting(str(older.version), older.run_id)
+            announced.add(older.version)
+        if time.monotonic() >= deadline:
+            older = ahead[0]
+            tags = client.get_run(older.run_id).data.tags
+            raise RegistryError(
+                f"{name}: version {older.version} (run {older.run_id}, process {tags.get(PID_TAG, '?')} on "
+                f"{tags.get(HOST_TAG, '?')}) is still being decided after {wait_s:g} s (registry.wait_s), so version "
+                f"{version} cannot be gated against its outcome; if that process is gone, a register on its host "
+                "reconciles it")
+        time.sleep(poll_s)

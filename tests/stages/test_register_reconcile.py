@@ -25,11 +25,12 @@ import pytest
 from mlflow import MlflowClient
 
 from cvpipe.classification.fit import TrainConfig
-from cvpipe.mlops.registry import reconcile
+from cvpipe.mlops.registry import RegistryError, await_turn, reconcile
 from cvpipe.tasks import Compute
 from stages import evaluate, register, train
 from tests.conftest import REPO
 from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
+from tests.registry_race import race
 
 DATASET, MODEL = "fruits360", "fruits360-classifier"
 TINY = {"architecture": "littlevgg", "image_size": 32, "epochs": 1, "batch_size": 16, "lr": 0.003, "patience": 4, "seed": 0,
@@ -238,3 +239,42 @@ def test_reconcile_ends_only_runs_whose_process_is_gone_and_walks_aliases_back(s
     assert store.get_registered_model(MODEL).aliases == {"champion": 1, "challenger": 2}
     again = reconcile(store, experiment, MODEL)  # nothing left to do
     assert (again.runs, again.versions) == ((), ()) and set(again.live) == {live, elsewhere}
+
+
+def test_two_registers_at_once_decide_in_turn_the_second_against_the_firsts_outcome(trained, store, tmp_path):
+    """Two scheduled runs (or a user and a schedule) registering one dataset against one store: the second
+    waits for the first's decision and is gated against it; never two champions from one old champion."""
+    env = os.environ | {"MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    first, second = race(argv(trained, tmp_path / "first.json"), argv(trained, tmp_path / "second.json"), MODEL, REPO, env, tmp_path)
+    assert (first["version"], first["alias"], first["champion_version"]) == ("1", "champion", None), first
+    # the same model again: a tie with the first's version, which it was scored against
+    assert (second["version"], second["alias"], second["champion_version"]) == ("2", "challenger", "1"), second
+    assert second["champion_score"] == first["score"]
+    assert "register: waiting for version 1 of fruits360-classifier" in (tmp_path / "second.log").read_text()
+    assert assert_no_orphan(store) == {"1": "champion", "2": "challenger"}
+    assert (alias(store, "champion"), alias(store, "challenger")) == ("1", "2")
+
+
+def test_a_turn_not_given_within_registry_wait_s_is_one_line_naming_the_version_its_run_and_process(store):
+    experiment = store.get_experiment_by_name(DATASET).experiment_id
+    store.create_registered_model(MODEL)
+    here = socket.gethostname()
+    deciding = store.create_run(experiment, tags={"cvpipe.pid": str(os.getpid()), "cvpipe.host": here}).info.run_id
+    store.create_model_version(MODEL, source="file:///nowhere", run_id=deciding)  # 1: another process deciding it
+    gone = store.create_run(experiment, tags={"cvpipe.pid": str(dead_pid()), "cvpipe.host": here}).info.run_id
+    store.create_model_version(MODEL, source="file:///nowhere", run_id=gone)  # 2: its process was killed
+    mine = store.create_run(experiment, tags={"cvpipe.pid": str(os.getpid()), "cvpipe.host": here}).info.run_id
+    store.create_model_version(MODEL, source="file:///nowhere", run_id=mine)  # 3: this register's
+
+    seen: list[tuple[str, str]] = []
+    with pytest.raises(RegistryError) as caught:
+        await_turn(store, experiment, MODEL, "3", wait_s=0.3, poll_s=0.1, waiting=lambda *v: seen.append(v))
+    assert str(caught.value) == (
+        f"{MODEL}: version 1 (run {deciding}, process {os.getpid()} on {here}) is still being decided after 0.3 s "
+        "(registry.wait_s), so version 3 cannot be gated against its outcome; if that process is gone, a register "
+        "on its host reconciles it")
+    assert seen == [("1", deciding)]  # announced once, however many polls
+    assert store.get_model_version(MODEL, "2").tags["promotion.decision"] == "abandoned"  # not waited for
+    store.set_terminated(deciding, "FINISHED")  # it decided (without a decision tag: abandoned by the next poll)
+    turn = await_turn(store, experiment, MODEL, "3", wait_s=0.3, poll_s=0.1)
+    assert turn.versions == ("1",) and store.get_model_version(MODEL, "3").tags.get("promotion.decision") is None
