@@ -18,7 +18,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run flow ui deploy serve serve-model deploy-pool worker mlflow-server lint test bench clean
+.PHONY: help setup data run flow ui deploy serve serve-model export deploy-pool worker mlflow-server lint test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -56,6 +56,11 @@ serve: setup ## Register and run the scheduled deployments until Ctrl-C (starts 
 PORT ?= 5001
 serve-model: setup ## Serve model NAME's @champion over HTTP on 127.0.0.1:PORT (5001) until Ctrl-C: NAME=fruits360-classifier
 	$(BIN)/python -m cvpipe.mlops.serve $(NAME) --port $(PORT)
+
+FORMAT ?= onnx
+export: setup ## Export model MODEL (NAME[@ALIAS|/VERSION], default @champion) as FORMAT (onnx|torchscript) to exports/<NAME>-<FORMAT>
+	@test -n "$(MODEL)" || { echo "error: set MODEL, e.g. make export MODEL=fruits360-classifier@champion FORMAT=onnx"; exit 1; }
+	$(BIN)/python -m stages.export --model $(MODEL) --format $(FORMAT) --out exports/$(firstword $(subst @, ,$(subst /, ,$(MODEL))))-$(FORMAT)
 
 POOL ?= cvpipe
 deploy-pool: setup ## The scheduled deployments on the process work pool POOL (prefect.yaml, prefect deploy; PREFECT_API_URL)

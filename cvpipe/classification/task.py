@@ -169,3 +169,9 @@ class ClassificationTask(TorchTraining):
         true = table.labels[idx]
         scores = score(true, np.where(pred < 0, (true + 1) % len(names), pred), names)
         return Scores(scores.macro_f1, scores.f1_by_class())
+
+    def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
+        """ONNX or TorchScript of the network (:func:`cvpipe.classification.export.export`)."""
+        from cvpipe.classification.export import export
+
+        return export(model, fmt, out)

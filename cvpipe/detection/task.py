@@ -151,6 +151,12 @@ class DetectionTask:
         scores = detection_scores(images, names)
         return Scores(scores.mean("ap50_95") or 0.0, {n: scores.per_class[n].ap50_95 for n in scores.present})
 
+    def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
+        """ONNX or TorchScript of the network (:func:`cvpipe.detection.export.export`)."""
+        from cvpipe.detection.export import export
+
+        return export(model, fmt, out)
+
 
 def _ultralytics_loaded(cache_dir: Path | None) -> Path:
     """The working folder (absolute) under the cache, or a temporary one; ultralytics imported offline,

@@ -181,3 +181,9 @@ class SegmentationTask(TorchTraining):
             scored.append(score_image(data.ids[k], data.paths[k], image, truth, labels))
         return Scores(float(np.mean([s.score.score for s in scored])), by_type(scored))
 
+    def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
+        """ONNX or TorchScript of the network (:func:`cvpipe.segmentation.export.export`)."""
+        from cvpipe.segmentation.export import export
+
+        return export(model, fmt, out)
+

@@ -113,6 +113,10 @@ class Task(Protocol):
     def score(self, model_uri: str, data: Any, split: str, cpu_threads: int) -> Scores:
         """Score a registered model (``models:/...``), loaded as anyone would load it, on ``split``."""
 
+    def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
+        """Write the network of ``model`` (the python model of a registered version's pyfunc, loaded) to ``out`` as
+        ``fmt`` (:data:`cvpipe.tasks.export.FORMATS`); return how to feed and read it (``export.json``)."""
+
 
 @dataclass(frozen=True)
 class Compute:
