@@ -18,7 +18,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run flow ui deploy serve serve-model export deploy-pool worker mlflow-server lint test bench clean
+.PHONY: help setup data run flow ui deploy serve serve-model predict export deploy-pool worker mlflow-server lint test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ serve: setup ## Register and run the scheduled deployments until Ctrl-C (starts 
 PORT ?= 5001
 serve-model: setup ## Serve model NAME's @champion over HTTP on 127.0.0.1:PORT (5001) until Ctrl-C: NAME=fruits360-classifier
 	$(BIN)/python -m cvpipe.mlops.serve $(NAME) --port $(PORT)
+
+predict: setup ## Predict IMAGES (a folder or a glob) with model MODEL (NAME[@ALIAS|/VERSION], default @champion) into predictions/<NAME>
+	@test -n "$(MODEL)" -a -n "$(IMAGES)" || { echo "error: set MODEL and IMAGES, e.g. make predict MODEL=coco-detector IMAGES=photos/"; exit 1; }
+	$(BIN)/python -m stages.predict --model $(MODEL) --images '$(IMAGES)' --out predictions/$(firstword $(subst @, ,$(subst /, ,$(MODEL))))
 
 FORMAT ?= onnx
 export: setup ## Export model MODEL (NAME[@ALIAS|/VERSION], default @champion) as FORMAT (onnx|torchscript) to exports/<NAME>-<FORMAT>

@@ -19,11 +19,10 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cvpipe.core import cli
 from cvpipe.core.io import staged_dir, write_json
-from cvpipe.mlops.registry import CHAMPION, DEFAULT_ROOT, RegistryError, open_store
+from cvpipe.mlops.registry import DEFAULT_ROOT, RegistryError, find_registered, open_store
 from cvpipe.tasks import get_task
 from cvpipe.tasks.export import FORMATS
 
@@ -41,68 +40,17 @@ class ExportResult:
     artifact_uri: str  # where the version's run holds it
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` of a registered model."""
-
-    name: str
-    alias: str | None
-    version: str | None
-
-    @classmethod
-    def parse(cls, text: str) -> ModelRef:
-        if "@" in text:
-            name, alias = text.split("@", 1)
-            ref = cls(name, alias, None)
-        elif "/" in text:
-            name, version = text.rsplit("/", 1)
-            if not version.isdigit():
-                raise RegistryError(f"--model {text}: a version is a number (NAME/3), not {version!r}")
-            ref = cls(name, None, version)
-        else:
-            ref = cls(text, CHAMPION, None)
-        if not ref.name or (ref.alias is not None and not ref.alias):
-            raise RegistryError(f"--model {text!r}: expected NAME, NAME@ALIAS or NAME/VERSION")
-        return ref
-
-    def resolve(self, client: Any, store: str) -> Any:
-        """The model version it names, or a :class:`RegistryError` saying what the store holds instead."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            model = client.get_registered_model(self.name)
-        except MlflowException:
-            names = sorted(m.name for m in client.search_registered_models())
-            raise RegistryError(f"no registered model {self.name!r} in the MLflow store {store} (it holds: "
-                                f"{', '.join(names) or 'none'})") from None
-        if self.alias is not None:
-            if self.alias not in model.aliases:
-                held = ", ".join(f"@{a}" for a in sorted(model.aliases)) or "none"
-                raise RegistryError(f"{self.name} has no alias @{self.alias} in the MLflow store {store} (aliases: {held})")
-            return client.get_model_version_by_alias(self.name, self.alias)
-        try:
-            return client.get_model_version(self.name, self.version)
-        except MlflowException:
-            raise RegistryError(f"{self.name} has no version {self.version} in the MLflow store {store}") from None
-
-
 def run(model: str, fmt: str, out: Path, mlruns: Path = DEFAULT_ROOT) -> ExportResult:
     """Export the registered model ``model`` (see the module's docstring) to ``out``."""
     if fmt not in FORMATS:
         raise RegistryError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     store = open_store(mlruns)  # the files are logged to the version's run: a store that can be written
-    import mlflow
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    ref = ModelRef.parse(model)
-    version = ref.resolve(client, store)
-    task = version.tags.get("task")
-    if task is None:
-        raise RegistryError(f"{ref.name} version {version.version} has no 'task' tag: it was not registered by "
-                            "python -m stages.register, so nothing says how to export it")
-    implementation = get_task(task)
-    loaded = mlflow.pyfunc.load_model(f"models:/{ref.name}/{version.version}").unwrap_python_model()
+    registered = find_registered(client, store, model)
+    ref, version = registered.ref, registered.version
+    implementation, loaded = get_task(registered.task), registered.load()
     with staged_dir(out) as staging:
         meta = implementation.export(loaded, fmt, staging)
         lineage = {k: version.tags[k] for k in LINEAGE if k in version.tags} | \
@@ -130,8 +78,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def execute(args: argparse.Namespace) -> ExportResult:
     result = run(args.model, args.format, args.out)
-    log.info("%s version %s -> %s%s", result.name, result.version, result.file,
-             f" (logged: {result.artifact_uri})" if result.artifact_uri else "")
+    log.info("%s version %s -> %s (%.1f MB)%s", result.name, result.version, result.file, result.file.stat().st_size / 1e6,
+             f", logged as {result.artifact_uri}" if result.artifact_uri else "")
     return result
 
 

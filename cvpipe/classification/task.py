@@ -8,11 +8,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from cvpipe.classification.predict import COLUMNS as PREDICTION_COLUMNS
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import write_json, write_text
 from cvpipe.core.params import check_keys, mapping
 from cvpipe.core.plots import csv_text
-from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
+from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
 from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class ClassificationTask(TorchTraining):
     primary_metric = "macro_f1"
     per_group_metric = "f1"  # metrics.json's per-class F1, by class name
     group_name = "class"
+    prediction_columns = PREDICTION_COLUMNS
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.classification.fit.TrainConfig` of ``classification.datasets.<dataset>`` or train.json."""
@@ -169,6 +171,12 @@ class ClassificationTask(TorchTraining):
         true = table.labels[idx]
         scores = score(true, np.where(pred < 0, (true + 1) % len(names), pred), names)
         return Scores(scores.macro_f1, scores.f1_by_class())
+
+    def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
+        """Predictions for a batch of images (:func:`cvpipe.classification.predict.predict`)."""
+        from cvpipe.classification.predict import predict
+
+        return predict(model, images)
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """ONNX or TorchScript of the network (:func:`cvpipe.classification.export.export`)."""

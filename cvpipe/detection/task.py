@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from cvpipe.core.errors import DataError
-from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
+from cvpipe.detection.predict import COLUMNS as PREDICTION_COLUMNS
+from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
 
 log = logging.getLogger(__name__)
 PIP_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "ultralytics==8.4.190", "numpy", "pillow", "pandas"]
@@ -24,6 +25,7 @@ class DetectionTask:
     primary_metric = "map50_95"
     per_group_metric = "ap50_95"  # metrics.json's AP50-95 per class present in the split, by class name
     group_name = "class"
+    prediction_columns = PREDICTION_COLUMNS
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.detection.fit.DetectionConfig` of ``detection.datasets.<dataset>`` or train.json."""
@@ -150,6 +152,12 @@ class DetectionTask:
             images.append(ImageResult.of(true_boxes, true_classes, found["boxes"], classes, found["scores"]))
         scores = detection_scores(images, names)
         return Scores(scores.mean("ap50_95") or 0.0, {n: scores.per_class[n].ap50_95 for n in scores.present})
+
+    def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
+        """Predictions for a batch of images (:func:`cvpipe.detection.predict.predict`)."""
+        from cvpipe.detection.predict import predict
+
+        return predict(model, images)
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """ONNX or TorchScript of the network (:func:`cvpipe.detection.export.export`)."""

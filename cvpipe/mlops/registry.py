@@ -175,6 +175,81 @@ def alias_version(client, name: str, alias: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """``NAME``, ``NAME@ALIAS`` or ``NAME/VERSION`` of a registered model."""
+
+    name: str
+    alias: str | None
+    version: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        if "@" in text:
+            name, alias = text.split("@", 1)
+            ref = cls(name, alias, None)
+        elif "/" in text:
+            name, version = text.rsplit("/", 1)
+            if not version.isdigit():
+                raise RegistryError(f"--model {text}: a version is a number (NAME/3), not {version!r}")
+            ref = cls(name, None, version)
+        else:
+            ref = cls(text, CHAMPION, None)
+        if not ref.name or (ref.alias is not None and not ref.alias):
+            raise RegistryError(f"--model {text!r}: expected NAME, NAME@ALIAS or NAME/VERSION")
+        return ref
+
+    def resolve(self, client: Any, store: str) -> Any:
+        """The model version it names, or a :class:`RegistryError` saying what the store holds instead."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = client.get_registered_model(self.name)
+        except MlflowException:
+            names = sorted(m.name for m in client.search_registered_models())
+            raise RegistryError(f"no registered model {self.name!r} in the MLflow store {store} (it holds: "
+                                f"{', '.join(names) or 'none'})") from None
+        if self.alias is not None:
+            if self.alias not in model.aliases:
+                held = ", ".join(f"@{a}" for a in sorted(model.aliases)) or "none"
+                raise RegistryError(f"{self.name} has no alias @{self.alias} in the MLflow store {store} (aliases: {held})")
+            return client.get_model_version_by_alias(self.name, self.alias)
+        try:
+            return client.get_model_version(self.name, self.version)
+        except MlflowException:
+            raise RegistryError(f"{self.name} has no version {self.version} in the MLflow store {store}") from None
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version as the registry holds it, and the task that made it (its ``task`` tag)."""
+
+    ref: ModelRef
+    version: Any  # mlflow.entities.model_registry.ModelVersion
+    task: str
+
+    @property
+    def number(self) -> str:
+        return str(self.version.version)
+
+    def load(self) -> Any:
+        """Its pyfunc's python model, loaded as anyone loads ``models:/NAME/VERSION``."""
+        import mlflow
+
+        return mlflow.pyfunc.load_model(f"models:/{self.ref.name}/{self.number}").unwrap_python_model()
+
+
+def find_registered(client: Any, store: str, text: str) -> Registered:
+    """The version ``text`` (``NAME``, ``NAME@ALIAS``, ``NAME/VERSION``) names, or a :class:`RegistryError`."""
+    ref = ModelRef.parse(text)
+    version = ref.resolve(client, store)
+    task = version.tags.get("task")
+    if task is None:
+        raise RegistryError(f"{ref.name} version {version.version} has no 'task' tag: it was not registered by "
+                            "python -m stages.register, so nothing says which task reads it")
+    return Registered(ref, version, task)
+
+
+@dataclass(frozen=True)
 class Decision:
     promote: bool
     reason: str

@@ -13,7 +13,8 @@ from typing import Any
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import sha256_file, write_json, write_text
 from cvpipe.core.plots import csv_text
-from cvpipe.tasks import Compute, LoggedModel, Scores, TrainResult
+from cvpipe.segmentation.predict import COLUMNS as PREDICTION_COLUMNS
+from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
 from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class SegmentationTask(TorchTraining):
     primary_metric = "dsb_score"
     per_group_metric = "dsb_score_by_type"  # metrics.json's DSB score per image type (fluorescence, brightfield)
     group_name = "image type"
+    prediction_columns = PREDICTION_COLUMNS
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.segmentation.fit.SegmentationConfig` of ``segmentation.datasets.<dataset>`` or train.json."""
@@ -180,6 +182,12 @@ class SegmentationTask(TorchTraining):
             labels = model.predict(images_frame([data.files[k]]) if files else image[None], params={"output": "labels"}).iloc[0]["labels"]
             scored.append(score_image(data.ids[k], data.paths[k], image, truth, labels))
         return Scores(float(np.mean([s.score.score for s in scored])), by_type(scored))
+
+    def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
+        """Predictions for a batch of images (:func:`cvpipe.segmentation.predict.predict`)."""
+        from cvpipe.segmentation.predict import predict
+
+        return predict(model, images)
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """ONNX or TorchScript of the network (:func:`cvpipe.segmentation.export.export`)."""

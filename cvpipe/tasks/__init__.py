@@ -74,6 +74,16 @@ class LoggedModel:
     version: str
 
 
+@dataclass(frozen=True)
+class Predicted:
+    """One image's prediction: its rows of predictions.csv (keys: the task's ``prediction_columns``; none when
+    nothing was found), the image annotated with them, and a short caption for the contact sheet."""
+
+    rows: list[dict[str, Any]]
+    picture: Any  # uint8 H x W x 3 RGB
+    caption: str
+
+
 class Task(Protocol):
     """One task's training, evaluation and MLflow model, behind the same calls for every stage.
 
@@ -88,6 +98,7 @@ class Task(Protocol):
     primary_metric: str  # the key of metrics.json the promotion gate compares (``macro_f1``)
     per_group_metric: str  # the key of metrics.json with the per-group scores, by group name (``f1``)
     group_name: str  # what per-group scores are per (``class``)
+    prediction_columns: tuple[str, ...]  # predictions.csv's columns after ``file`` (:meth:`predict`)
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """The frozen training config of a params section or of train.json's ``params`` (unknown keys rejected)."""
@@ -112,6 +123,10 @@ class Task(Protocol):
 
     def score(self, model_uri: str, data: Any, split: str, cpu_threads: int) -> Scores:
         """Score a registered model (``models:/...``), loaded as anyone would load it, on ``split``."""
+
+    def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
+        """The predictions of ``model`` (the python model of a registered version's pyfunc, loaded) for a batch of
+        uint8 H x W x 3 RGB images, as its pyfunc makes them."""
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """Write the network of ``model`` (the python model of a registered version's pyfunc, loaded) to ``out`` as

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,7 @@ FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript"}
 INPUT, OUTPUT = "pixels", "probabilities"
 OPSET = 18  # torch.onnx's default in this pin; onnxruntime 1.32 runs up to 23
-
-log = logging.getLogger(__name__)
+QUIET = ("onnxscript", "onnx_ir", "torch.onnx")
 
 
 def export_module(module: Any, example: Any, fmt: str, out: Path, dynamic: dict[int, Any]) -> Path:
@@ -26,7 +27,7 @@ def export_module(module: Any, example: Any, fmt: str, out: Path, dynamic: dict[
 
     module = module.eval().cpu()
     path = out / f"model{SUFFIX[fmt]}"
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _quiet(QUIET):
         warnings.simplefilter("ignore")  # tracer and exporter notes on constants a user cannot act on
         if fmt == "onnx":
             program = torch.onnx.export(module, (example,), dynamic_shapes={INPUT: dynamic}, input_names=[INPUT],
@@ -35,8 +36,21 @@ def export_module(module: Any, example: Any, fmt: str, out: Path, dynamic: dict[
             program.save(str(path), external_data=False)
         else:
             torch.jit.trace(module, example, check_trace=False).save(str(path))
-    log.info("export: wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
+
+
+@contextmanager
+def _quiet(names: tuple[str, ...]) -> Iterator[None]:
+    """Loggers ``names`` at WARNING for the block (the ONNX optimizer reports every pass it applies at INFO)."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def graph_input(shape: list[int | str], channels: str = "RGB") -> dict[str, Any]:

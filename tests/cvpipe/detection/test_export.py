@@ -63,3 +63,23 @@ def test_ultralytics_runs_the_onnx_file_and_finds_the_pyfuncs_boxes(loaded, tmp_
     assert len(expected[0]) > 0
     assert np.allclose(r.boxes.xyxy.numpy(), expected[0], atol=0.05)
     assert (r.boxes.cls.numpy().astype(int) == expected[1]).all()
+
+
+def test_predict_gives_the_pyfuncs_boxes_one_row_each_and_draws_them(loaded, saved_model, monkeypatch):  # noqa: F811
+    import mlflow.pyfunc
+
+    from cvpipe.data.model_input import images_frame
+    from cvpipe.detection import pyfunc
+
+    monkeypatch.setitem(pyfunc.DEFAULTS, "conf", 0.0001)  # an untrained network: every candidate is unsure
+    monkeypatch.setitem(pyfunc.DEFAULTS, "max_det", 6)
+    images = [picture(6, 120, 160), picture(7, 96, 128)]
+    predicted = DetectionTask().predict(loaded, images)
+    expected = mlflow.pyfunc.load_model(str(saved_model / "mlflow")).predict(images_frame(images), params=dict(pyfunc.DEFAULTS))
+    assert [len(p.rows) for p in predicted] == [6, 6]
+    for p, (_, row), image in zip(predicted, expected.iterrows(), images, strict=True):
+        assert [[r["x_min"], r["y_min"], r["x_max"], r["y_max"]] for r in p.rows] == row["boxes"]
+        assert [r["class"] for r in p.rows] == row["classes"] and [r["score"] for r in p.rows] == row["scores"]
+        assert list(p.rows[0]) == list(DetectionTask.prediction_columns)
+        assert p.picture.shape == image.shape and not np.array_equal(p.picture, image)
+        assert p.caption == f"{len(p.rows)} object{'' if len(p.rows) == 1 else 's'}"
