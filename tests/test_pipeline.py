@@ -303,19 +303,17 @@ def test_no_stage_connects_to_the_network(checkout, repro):
     assert not contacts, contacts
 
 
-def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the_metrics_of_dvc_repro(checkout, repro, tmp_path):
+def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the_bytes_of_dvc_repro(checkout, repro, tmp_path):
     """`make serve` (python -m flows.deploy --serve) starts a Prefect server on loopback, registers the
     deployments of params.yaml's schedules and serves them; `prefect deployment run` of the pipeline
-    deployment completes with the metrics `dvc repro` wrote, and retrains the model to the bytes of `dvc repro`
-    (each training stage of the flow runs its dvc.yaml command in its own process, as under DVC: one dataset
-    shows it; all five retrained would add a quarter of an hour to CI, and the kernels that decide the bytes
-    are pinned and tested per task in tests/cvpipe/core/test_cpu.py)."""
+    data-gate deployment (its stages: ingest, validate), for one dataset, completes and writes the bytes `dvc repro`
+    wrote. (The flow trains the bytes of `dvc repro` for all five models:
+    test_a_training_parameter_reruns_only_its_dataset_a_worse_model_is_not_promoted_and_the_flow_trains_the_same_bytes.)"""
     import signal
     import time
 
     port = free_port()
-    expected = (checkout / "reports/evaluate/fruits360/metrics.json").read_text()
-    model = (checkout / "models/fruits360/model.pt").read_bytes()
+    expected = (checkout / "reports/validate/fruits360.json").read_bytes()
     env = {"PREFECT_HOME": str(tmp_path / "prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
     nothing = sh(checkout, "python", "-m", "flows.deploy", "--port", str(port), env=env, check=False)
@@ -351,15 +349,14 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
             runs = api(port, "flow_runs/filter", {"deployments": {"id": {"any_": [nightly["id"]]}}})
         assert any(r["expected_start_time"][11:16] == "03:00" for r in runs), (runs[:3], tail())
 
-        # no Prefect cache here yet, so every stage of the dataset runs and its model is trained again
-        started = sh(checkout, "prefect", "deployment", "run", "pipeline/pipeline-nightly", "--param", 'datasets=["fruits360"]',
+        # no Prefect cache here yet, so both stages of the dataset run again
+        started = sh(checkout, "prefect", "deployment", "run", "pipeline/data-gate-hourly", "--param", 'datasets=["fruits360"]',
                      "--watch", "--watch-timeout", "420", env={**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
                      check=False, timeout=480)
         # the watch prints every task's state too: only its closing line says how the flow run ended
         assert started.returncode == 0 and "Flow run finished successfully in 'Completed'" in started.stdout, (
             started.stdout[-2000:], started.stderr[-2000:], tail())
-        assert (checkout / "reports/evaluate/fruits360/metrics.json").read_text() == expected
-        assert (checkout / "models/fruits360/model.pt").read_bytes() == model
+        assert (checkout / "reports/validate/fruits360.json").read_bytes() == expected
     finally:
         if serve.poll() is None:
             serve.send_signal(signal.SIGINT)  # as Ctrl-C: the runner pauses the schedules, the server stops
@@ -370,38 +367,63 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
             os.killpg(serve.pid, signal.SIGKILL)  # whatever is left of its group (server, flow runs)
         serve.wait()
     assert not still_running, f"make serve did not stop on SIGINT within 120 s:\n{tail()}"
-    for stage in ("train@fruits360", "evaluate@fruits360", "register@fruits360"):
+    for stage in ("ingest@fruits360", "validate@fruits360"):
         assert f"Task run '{stage}' - Finished in state Completed" in log.read_text(errors="replace"), (stage, tail())
-    assert "train@simpsons" not in log.read_text(errors="replace")  # the run's datasets parameter was honoured
-    # the flow trained what `dvc repro` trained: models/fruits360 has the md5 dvc.lock recorded for it
-    status = json.loads(sh(checkout, "dvc", "status", "--json").stdout or "{}")
+    assert "ingest@simpsons" not in log.read_text(errors="replace")  # the run's datasets parameter was honoured
+    # what the deployment run wrote is what `dvc repro` wrote: the outputs of both stages have dvc.lock's md5
+    status = json.loads(sh(checkout, "dvc", "status", "ingest@fruits360", "validate@fruits360", "--json").stdout or "{}")
     changed = {path for stage in status.values() for entry in stage if isinstance(entry, dict)
-               for kind in ("changed outs", "changed deps") for path in entry.get(kind, {}) if path.startswith("models/")}
+               for kind in ("changed outs", "changed deps") for path in entry.get(kind, {})}
     assert changed == set(), (changed, status)
     assert serve.returncode in (0, 130), tail()
     with pytest.raises(OSError):
         api(port, "health")
 
 
-def test_a_training_parameter_reruns_only_its_dataset_and_a_worse_model_is_not_promoted_for_any_task(checkout, repro):
+def fewer_epochs(text: str, changes: dict[str, tuple[str, str]]) -> str:
+    """params.yaml with each dataset's first ``old`` after its ``    <dataset>:`` line replaced by ``new``."""
+    for dataset, (old, new) in changes.items():
+        start = text.index(f"\n    {dataset}:\n") + 1
+        text = text[:start] + text[start:].replace(old, new, 1)
+    return text
+
+
+def test_a_training_parameter_reruns_only_its_dataset_a_worse_model_is_not_promoted_and_the_flow_trains_the_same_bytes(
+        checkout, repro, tmp_path):
+    """Fewer epochs for all five datasets: `dvc repro` reruns their train, evaluate and register only, and no
+    worse model is promoted; then the Prefect flow trains the five again (threads, each training stage its dvc.yaml
+    command in a child process) and every models/<dataset> has the md5 `dvc repro` recorded in dvc.lock."""
     params = checkout / "params.yaml"
     original = params.read_text()
-    start = original.index("    fruits360:\n      architecture")
-    changed = original[:start] + original[start:].replace("epochs: 25", "epochs: 1", 1)
-    start = changed.index("    underground:\n      model:")
-    changed = changed[:start] + changed[start:].replace("epochs: 15", "epochs: 2", 1)
-    start = changed.index("    dsb2018:\n      architecture")
-    params.write_text(changed[:start] + changed[start:].replace("epochs: 40", "epochs: 2", 1))
+    params.write_text(fewer_epochs(original, {"fruits360": ("epochs: 25", "epochs: 1"), "simpsons": ("epochs: 40", "epochs: 1"),
+                                              "coco": ("epochs: 15", "epochs: 2"), "underground": ("epochs: 15", "epochs: 2"),
+                                              "dsb2018": ("epochs: 40", "epochs: 2")}))
     try:
         out = sh(checkout, "dvc", "repro").stdout
         ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-        assert ran == ["detection_evaluate@underground", "detection_register@underground", "detection_train@underground",
-                       "evaluate@fruits360", "register@fruits360", "segmentation_evaluate@dsb2018", "segmentation_register@dsb2018",
-                       "segmentation_train@dsb2018", "train@fruits360"]
+        assert ran == sorted(f"{kind}{stage}@{name}" for kind, names in (("", ("fruits360", "simpsons")),
+                                                                          ("detection_", ("coco", "underground")),
+                                                                          ("segmentation_", ("dsb2018",)))
+                             for name in names for stage in ("train", "evaluate", "register"))
         for name in ("fruits360", "underground", "dsb2018"):
             outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
             assert outcome["alias"] == "challenger" and outcome["champion_version"] == "1", outcome
             assert outcome["score"] < outcome["champion_score"]
+        for name in ("simpsons", "coco"):
+            assert json.loads((checkout / f"reports/register/{name}.json").read_text())["alias"] == "challenger"
+
+        # the flow, from the same copy: the five trained again, to the bytes dvc.lock now records
+        flow = sh(checkout, "python", "-m", "flows.pipeline", "--stage", "train", "--stage", "detection_train",
+                  "--stage", "segmentation_train", "--refresh", timeout=1200,
+                  env={"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"})
+        log = flow.stdout + flow.stderr
+        for stage in ("train@fruits360", "train@simpsons", "detection_train@coco", "detection_train@underground",
+                      "segmentation_train@dsb2018"):
+            assert f"Task run '{stage}' - Finished in state Completed" in log, (stage, log[-3000:])
+        status = json.loads(sh(checkout, "dvc", "status", "--json").stdout or "{}")
+        changed = {path for stage in status.values() for entry in stage if isinstance(entry, dict)
+                   for kind in ("changed outs", "changed deps") for path in entry.get(kind, {}) if path.startswith("models/")}
+        assert changed == set(), (changed, status)
     finally:
         params.write_text(original)
 

@@ -13,35 +13,7 @@ import pytest
 from mlflow import MlflowClient
 from PIL import Image
 
-from cvpipe.classification.fit import TrainConfig
-from cvpipe.segmentation.evaluate import Settings
-from cvpipe.segmentation.fit import SegmentationConfig
-from cvpipe.tasks import Compute
-from stages import evaluate, export, register, train
-from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
-from tests.stages.test_segmentation import dsb_manifest  # noqa: F401 - fixture
-
-TINY = {"architecture": "littlevgg", "image_size": 32, "epochs": 2, "batch_size": 16, "lr": 0.003, "patience": 4, "seed": 0}
-UNET = {"base": 8, "depth": 2, "input_size": 48, "crops_per_image": 1, "epochs": 1, "batch_size": 16, "lr": 0.003, "patience": 8}
-GATE = register.Gate(margin=0.0, tolerance=0.05, cpu_threads=2)
-COMPUTE = Compute("auto", 2, None)
-
-
-@pytest.fixture(scope="module")
-def registry(fruits_manifest, dsb_manifest, tmp_path_factory):  # noqa: F811
-    """A SQLite store holding a classifier (``fruits360-classifier``) and a U-Net (``nuclei-segmenter``), each @champion."""
-    root = tmp_path_factory.mktemp("export")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-        train.run("classification", fruits_manifest, root / "clf", TrainConfig.from_params(TINY), COMPUTE)
-        evaluate.run("classification", root / "clf", fruits_manifest, root / "clf_eval", None, COMPUTE)
-        register.run("fruits360", "classification", root / "clf", root / "clf_eval", fruits_manifest, GATE, mlruns=root)
-        settings = Settings.from_params({"instances": {"min_distance": 5, "min_area": 15}, "gallery": 2})
-        train.run("segmentation", dsb_manifest, root / "unet", SegmentationConfig.from_params(UNET), COMPUTE)
-        evaluate.run("segmentation", root / "unet", dsb_manifest, root / "unet_eval", settings, COMPUTE)
-        register.run("nuclei", "segmentation", root / "unet", root / "unet_eval", dsb_manifest, GATE, settings, mlruns=root)
-        yield root, fruits_manifest, dsb_manifest
+from stages import export
 
 
 @pytest.fixture

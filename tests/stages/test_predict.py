@@ -15,9 +15,7 @@ from PIL import Image
 
 from cvpipe.data.model_input import images_frame
 from stages import predict
-from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 - fixture
-from tests.stages.test_export import registry, store  # noqa: F401 - fixtures
-from tests.stages.test_segmentation import dsb_manifest  # noqa: F401 - fixture
+from tests.stages.test_export import store  # noqa: F401 - fixture
 
 
 def rows(path) -> list[dict]:
@@ -26,7 +24,7 @@ def rows(path) -> list[dict]:
 
 
 @pytest.fixture
-def folder(registry, tmp_path):  # noqa: F811
+def folder(registry, tmp_path):
     """Fruit photos in a folder and a sub-folder, one file that is not an image, and two files sharing a stem."""
     sources = sorted(registry[1].parent.rglob("Test/*/*.jpg"))[::7][:6]
     assert len(sources) == 6
