@@ -95,6 +95,7 @@ bench: setup ## Run the benchmarks (each prints ratios against a baseline measur
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/detect.py
 	$(BIN)/python bench/segment.py
+	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/scale.py
 
 clean: ## Remove pipeline outputs (not the raw data, the DVC cache or .venv)

@@ -142,7 +142,7 @@ def _png(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)  # zlib's fastest: a sixth of the time of its default
     return buffer.getvalue()
 
 
