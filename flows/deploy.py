@@ -4,8 +4,9 @@
     python -m flows.deploy --serve    # register and run them (a server on 127.0.0.1:4200 is started if none answers)
     python -m flows.deploy --write-prefect-yaml   # the same deployments for a process work pool, as prefect.yaml
 
-``schedules:`` in params.yaml lists each deployment: its name, the flow (``pipeline``), a cron and
-the flow's default parameters. The Prefect UI shows each one with its schedule and a form for its
+``schedules:`` in params.yaml lists each deployment: its name, the flow (``pipeline`` or ``predict``), a
+cron (or none: a deployment run from the UI or ``prefect deployment run`` only) and the flow's default
+parameters. The Prefect UI shows each one with its schedule and a form for its
 parameters. Scheduled and UI-started runs need a process serving the deployments: ``--serve`` (``make
 serve``). Stopping it pauses the schedules (Prefect's ``serve`` does so on shutdown); serving again
 resumes them.
@@ -33,8 +34,8 @@ from cvpipe.core.errors import CvpipeError, ParamsError
 from cvpipe.core.io import write_text
 from cvpipe.core.params import check_keys, load_params, mapping
 
-FLOWS = ("pipeline",)
-ENTRYPOINTS = {"pipeline": "flows/pipeline.py:pipeline"}
+FLOWS = ("pipeline", "predict")
+ENTRYPOINTS = {"pipeline": "flows/pipeline.py:pipeline", "predict": "flows/predict.py:predict"}
 WORK_POOL = "cvpipe"
 PREFECT_YAML = Path("prefect.yaml")
 
@@ -43,7 +44,7 @@ PREFECT_YAML = Path("prefect.yaml")
 class Schedule:
     name: str
     flow: str
-    cron: str
+    cron: str | None  # None: no schedule
     parameters: dict[str, Any]
 
 
@@ -65,10 +66,11 @@ def schedules(params: dict[str, Any]) -> list[Schedule]:
         if entry.get("flow") not in FLOWS:
             raise ParamsError(f"{key}.flow", f"is {entry.get('flow')!r}; choose one of {', '.join(FLOWS)}")
         try:
-            CronSchedule(cron=entry.get("cron"))
+            if entry.get("cron") is not None:
+                CronSchedule(cron=entry.get("cron"))
         except Exception as exc:
             raise ParamsError(f"{key}.cron", f"is {entry.get('cron')!r}, not a cron expression ('0 3 * * *': daily at 03:00)") from exc
-        found.append(Schedule(name, entry["flow"], entry["cron"], mapping(entry.get("parameters"), f"{key}.parameters")))
+        found.append(Schedule(name, entry["flow"], entry.get("cron"), mapping(entry.get("parameters"), f"{key}.parameters")))
     return found
 
 
@@ -76,17 +78,20 @@ def deployments(params_file: Path, params: dict[str, Any]) -> list:
     """RunnerDeployments of the scheduled flows of ``params`` (read from ``params_file``, which each run reads again),
     with the parameters checked against each flow's signature."""
     from flows.pipeline import pipeline
+    from flows.predict import predict
 
-    flows = {"pipeline": pipeline}
+    flows = {"pipeline": pipeline, "predict": predict}
     result = []
     for s in schedules(params):
-        parameters = {"params_file": str(params_file), **s.parameters}
+        # a flow that reads params.yaml reads the file the deployments were made from
+        parameters = ({"params_file": str(params_file)} if "params_file" in flows[s.flow].parameters.properties else {}) | s.parameters
         unknown = set(parameters) - set(flows[s.flow].parameters.properties)
         if unknown:
             raise ParamsError(f"schedules.{s.name}.parameters", f"{sorted(unknown)} are not parameters of the "
                                                                   f"{s.flow} flow ({', '.join(flows[s.flow].parameters.properties)})")
+        when = f"on the schedule {s.cron!r}" if s.cron else "when run from the UI or `prefect deployment run`"
         result.append(flows[s.flow].to_deployment(name=s.name, cron=s.cron, parameters=parameters, tags=["cvpipe"],
-                                                  description=f"{s.flow} on the schedule {s.cron!r} (params.yaml: schedules)"))
+                                                  description=f"{s.flow} {when} (params.yaml: schedules)"))
     return result
 
 
@@ -97,7 +102,7 @@ def prefect_yaml(params_file: Path, params: dict[str, Any]) -> str:
 
     # deployments() checks each schedule's parameters against its flow, in the order of schedules()
     entries = [{"name": s.name, "description": d.description, "entrypoint": ENTRYPOINTS[s.flow], "tags": ["cvpipe"],
-                "parameters": dict(d.parameters), "schedules": [{"cron": s.cron}], "work_pool": {"name": WORK_POOL}}
+                "parameters": dict(d.parameters), "schedules": [{"cron": s.cron}] if s.cron else [], "work_pool": {"name": WORK_POOL}}
                for s, d in zip(schedules(params), deployments(params_file, params), strict=True)]
     config = {"name": "cvpipe", "prefect-version": __version__, "build": None, "push": None,
               # the worker runs the flow in its own checkout of the project (with the data DVC pulled there)
@@ -170,7 +175,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def execute(args: argparse.Namespace) -> None:
     """Write prefect.yaml, or register (or serve) the deployments of params.yaml's ``schedules``."""
     params = load_params(args.params)
-    found = schedules(params)  # a bad schedule is reported before any server starts
+    found = deployments(args.params, params)  # a bad schedule or parameter is reported before any server starts
     if args.write_prefect_yaml:
         write_text(PREFECT_YAML, prefect_yaml(args.params, params))
         print(f"{PREFECT_YAML}: {len(found)} deployments on the work pool {WORK_POOL!r}")

@@ -1,6 +1,7 @@
 """Predict: a registered model on a folder (or glob) of new images, in batches.
 
     python -m stages.predict --model NAME[@ALIAS|/VERSION] --images DIR_OR_GLOB --out DIR [--batch-size 16]
+                             [--device auto|cpu|cuda:N] [--explain]
 
 The model is read from the registry (``MLFLOW_TRACKING_URI`` honoured; default alias ``champion``) and its
 task predicts as the registered pyfunc does. ``DIR`` receives, as one unit:
@@ -10,7 +11,9 @@ task predicts as the registered pyfunc does. ``DIR`` receives, as one unit:
 - ``predictions.json``: the model's name, version, alias and lineage tags, and the counts;
 - ``annotated/<file>.png``: each image with what was found drawn on it, and ``overview.png``, a contact
   sheet of the first of them;
-- ``skipped.csv``: files that could not be read as images, with the reason (the rest are predicted).
+- ``skipped.csv``: files that could not be read as images, with the reason (the rest are predicted);
+- with ``--explain``, ``explained/<file>.png``: why the model answered as it did, where its task can say
+  (``Task.explanation`` names what it draws; README "Predicting").
 
 Images are streamed a batch at a time (a folder of 100,000 files is never in memory) with a progress bar.
 An unknown model, alias or version, or a folder with no image, is one ``error:`` line and writes nothing.
@@ -22,6 +25,7 @@ import argparse
 import glob
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +36,7 @@ import numpy as np
 
 from cvpipe.core import cli
 from cvpipe.core.annotate import contact_sheet
-from cvpipe.core.errors import DataError
+from cvpipe.core.errors import DataError, UsageError
 from cvpipe.core.io import staged_dir, write_bytes, write_json, write_text
 from cvpipe.core.plots import csv_text
 from cvpipe.data.files import IMAGE_SUFFIXES
@@ -81,16 +85,23 @@ def _read(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def run(model: str, images: str, out: Path, batch_size: int = 16, mlruns: Path = DEFAULT_ROOT) -> PredictResult:
-    """Predict ``images`` with the registered ``model`` into ``out`` (see the module's docstring)."""
+def run(model: str, images: str, out: Path, batch_size: int = 16, device: str = "auto", explain: bool = False,
+        mlruns: Path = DEFAULT_ROOT) -> PredictResult:
+    """Predict ``images`` with the registered ``model`` on ``device`` into ``out`` (see the module's docstring)."""
     from mlflow import MlflowClient
     from PIL import Image, UnidentifiedImageError
     from tqdm import tqdm
 
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise UsageError(f"--device: {device!r} is not a device; choose auto, cpu, cuda or cuda:N")
     base, files = find_images(images)
     store = open_store(mlruns, write=False)
     registered = find_registered(MlflowClient(), store, model)
-    implementation, loaded = get_task(registered.task), registered.load()
+    implementation = get_task(registered.task)
+    if explain and implementation.explanation is None:
+        raise UsageError(f"--explain: {registered.ref.name} is a {registered.task} model, and that task draws no "
+                         "explanation of its answers; predict without --explain")
+    loaded = registered.load(device)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     overview: list[tuple[np.ndarray, str, str]] = []
@@ -104,11 +115,14 @@ def run(model: str, images: str, out: Path, batch_size: int = 16, mlruns: Path =
                     read.append(path)
                 except (OSError, ValueError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
                     skipped.append({"file": path.relative_to(base).as_posix(), "reason": str(exc) or type(exc).__name__})
-            for path, predicted in zip(read, implementation.predict(loaded, pixels) if pixels else [], strict=True):
+            explained = implementation.explain(loaded, pixels) if explain and pixels else [None] * len(pixels)
+            for path, predicted, why in zip(read, implementation.predict(loaded, pixels) if pixels else [], explained, strict=True):
                 name = path.relative_to(base).as_posix()
                 rows += [{"file": name} | row for row in predicted.rows]
                 target = _annotated_name(Path(name), used)
                 write_bytes(staging / "annotated" / target, _png(predicted.picture))
+                if why is not None:
+                    write_bytes(staging / "explained" / target, _png(why))
                 if len(overview) < OVERVIEW_MAX:
                     overview.append((_thumbnail(predicted.picture), name, predicted.caption))  # small, kept
         columns = ["file", *implementation.prediction_columns]
@@ -120,7 +134,8 @@ def run(model: str, images: str, out: Path, batch_size: int = 16, mlruns: Path =
         write_bytes(staging / "overview.png", contact_sheet(overview, title))
         write_json(staging / "predictions.json", {
             "model": registered.ref.name, "version": registered.number, "alias": registered.ref.alias,
-            "task": registered.task, "images": predicted_count, "skipped": len(skipped), "rows": len(rows),
+            "task": registered.task, "device": str(loaded.device), "explained": implementation.explanation if explain else None,
+            "images": predicted_count, "skipped": len(skipped), "rows": len(rows),
             "source": str(images), "lineage": {k: v for k, v in registered.version.tags.items()
                                                if k.startswith(("dvc.", "git.", "data.", "params.")) or k == "dataset"},
         })
@@ -154,18 +169,20 @@ def _thumbnail(pixels: np.ndarray, size: int = 180) -> np.ndarray:
     return np.asarray(image)
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m stages.predict``."""
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__.splitlines()[0])
+def get_args_parser(prog: str = "python -m stages.predict", out_help: str | None = None) -> argparse.ArgumentParser:
+    """The command line of ``python -m stages.predict`` (``out_help``: ``--out`` is optional, for a caller with a default)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="NAME[@ALIAS|/VERSION] of a registered model (alias default: champion)")
     parser.add_argument("--images", required=True, help="a folder (searched recursively) or a glob of image files")
-    parser.add_argument("--out", type=Path, required=True, help="the folder to write (replaced as one unit)")
+    parser.add_argument("--out", type=Path, required=out_help is None, help=out_help or "the folder to write (replaced as one unit)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu, cuda or cuda:N")
+    parser.add_argument("--explain", action="store_true", help="also write explained/<file>.png: why, where the model's task can say")
     return parser
 
 
 def execute(args: argparse.Namespace) -> PredictResult:
-    result = run(args.model, args.images, args.out, args.batch_size)
+    result = run(args.model, args.images, args.out, args.batch_size, args.device, args.explain)
     log.info("%s version %s: %d images predicted (%d rows), %d skipped -> %s", result.name, result.version, result.images,
              result.rows, result.skipped, result.out)
     return result

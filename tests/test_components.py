@@ -109,7 +109,8 @@ def test_make_ui_starts_both_servers_on_loopback_shows_the_deployments_and_stops
                                          headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(request, timeout=10) as r:
             deployments = {d["name"]: d for d in json.loads(r.read())}
-        assert {"pipeline-nightly", "data-gate-hourly"} <= set(deployments), lines[-20:]
+        assert {"pipeline-nightly", "data-gate-hourly", "predict"} <= set(deployments), lines[-20:]
+        assert deployments["predict"]["schedules"] == []  # run from the UI's form only
         assert [s["schedule"]["cron"] for s in deployments["pipeline-nightly"]["schedules"]] == ["0 3 * * *"]
         assert deployments["data-gate-hourly"]["parameters"]["stages"] == ["ingest", "validate"]
         assert "datasets" in deployments["pipeline-nightly"]["parameter_openapi_schema"]["properties"]  # the UI's form

@@ -79,7 +79,8 @@ def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout, repro):
     assert (checkout / "data/manifests/dsb2018/masks.parquet").is_file()
     for name in ("fruits360", "simpsons"):  # classification: trained, evaluated, registered as champion
         assert json.loads((checkout / f"reports/evaluate/{name}/metrics.json").read_text())["accuracy"] >= 0.9
-        assert (checkout / f"reports/evaluate/{name}/confusion.png").is_file()
+        for picture in ("confusion.png", "gradcam.png", "filters.png"):
+            assert (checkout / f"reports/evaluate/{name}/{picture}").read_bytes()[:4] == b"\x89PNG"
         outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
         assert outcome["alias"] == "champion" and outcome["model_name"] == f"{name}-classifier"
     for name in ("coco", "underground"):  # detection: the learnable samples reach mAP50 0.8 on the held-out split
@@ -314,7 +315,8 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
 
     port = free_port()
     expected = (checkout / "reports/validate/fruits360.json").read_bytes()
-    env = {"PREFECT_HOME": str(tmp_path / "prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    # the clean run's registry: the predict deployment reads its champion
+    env = {"PREFECT_HOME": str(tmp_path / "prefect"), "MLFLOW_TRACKING_URI": f"sqlite:///{checkout / 'mlruns/mlflow.db'}",
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2"}
     nothing = sh(checkout, "python", "-m", "flows.deploy", "--port", str(port), env=env, check=False)
     assert nothing.returncode == 1 and f"nothing answers on 127.0.0.1:{port}" in nothing.stderr  # make deploy needs a server
@@ -330,13 +332,15 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
     try:
         deadline = time.monotonic() + 180
         deployments: dict = {}
-        while time.monotonic() < deadline and len(deployments) < 2 and serve.poll() is None:
+        while time.monotonic() < deadline and len(deployments) < 3 and serve.poll() is None:
             time.sleep(1)
             try:
                 deployments = {d["name"]: d for d in api(port, "deployments/filter")}
             except OSError:
                 continue
-        assert set(deployments) == {"pipeline-nightly", "data-gate-hourly"}, tail()
+        assert set(deployments) == {"pipeline-nightly", "data-gate-hourly", "predict"}, tail()
+        assert deployments["predict"]["schedules"] == [] and {"model", "images", "explain"} <= set(
+            deployments["predict"]["parameter_openapi_schema"]["properties"])  # the Run form asks for a model and a folder
         nightly, hourly = deployments["pipeline-nightly"], deployments["data-gate-hourly"]
         assert [x["schedule"]["cron"] for x in nightly["schedules"]] == ["0 3 * * *"]
         assert [x["schedule"]["cron"] for x in hourly["schedules"]] == ["0 * * * *"]
@@ -357,6 +361,17 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
         assert started.returncode == 0 and "Flow run finished successfully in 'Completed'" in started.stdout, (
             started.stdout[-2000:], started.stderr[-2000:], tail())
         assert (checkout / "reports/validate/fruits360.json").read_bytes() == expected
+
+        # the predict deployment, as the UI's Run form starts it: the champion on a folder, an artifact to read
+        predicted = sh(checkout, "prefect", "deployment", "run", "predict/predict", "--param", "images=data/raw/fruits360/Test/Kiwi",
+                       "--watch", "--watch-timeout", "300", env={**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
+                       check=False, timeout=360)
+        assert predicted.returncode == 0 and "Flow run finished successfully in 'Completed'" in predicted.stdout, (
+            predicted.stdout[-2000:], predicted.stderr[-2000:], tail())
+        rows = (checkout / "predictions/fruits360-classifier/predictions.csv").read_text().splitlines()
+        assert rows[0] == "file,class,score,top_k" and len(rows) > 1 and sum(",Kiwi," in r for r in rows[1:]) >= len(rows) - 2
+        artifact = api(port, "artifacts/filter", {"artifacts": {"key": {"any_": ["predict-fruits360-classifier"]}}})
+        assert len(artifact) == 1 and f"| {len(rows) - 1} | {len(rows) - 1} | 0 |" in artifact[0]["data"], artifact
     finally:
         if serve.poll() is None:
             serve.send_signal(signal.SIGINT)  # as Ctrl-C: the runner pauses the schedules, the server stops

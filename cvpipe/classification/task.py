@@ -19,6 +19,8 @@ from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
 GALLERY_MAX = 24
+GALLERY_SIZE = 96  # pixels of a gallery image
+GRADCAM_MAX = 12  # mistakes explained in gradcam.png
 PIP_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "numpy", "pillow"]
 
 
@@ -31,6 +33,7 @@ class ClassificationTask(TorchTraining):
     per_group_metric = "f1"  # metrics.json's per-class F1, by class name
     group_name = "class"
     prediction_columns = PREDICTION_COLUMNS
+    explanation = "the Grad-CAM heat map of the predicted class"
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.classification.fit.TrainConfig` of ``classification.datasets.<dataset>`` or train.json."""
@@ -119,10 +122,37 @@ class ClassificationTask(TorchTraining):
         })
         wrong = np.flatnonzero(pred != truth)
         wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:GALLERY_MAX]  # the most confident mistakes first
-        gallery = [(decode_resized(table.files[idx[k]], 96), f"{names[truth[k]]}\n-> {names[pred[k]]} ({conf[k]:.2f})") for k in wrong]
+        gallery = [(decode_resized(table.files[idx[k]], GALLERY_SIZE), f"{names[truth[k]]}\n-> {names[pred[k]]} ({conf[k]:.2f})")
+                   for k in wrong]
         metrics = write_report(out, scores, predictions, title, gallery)
+        self._write_explained(out, model, images[idx], probs, truth, [table.files[k] for k in idx], names, title, dev)
         metrics["split"] = split
         return metrics
+
+    @staticmethod
+    def _write_explained(out: Path, model: Any, pixels: Any, probs: Any, truth: Any, files: list[Path], names: list[str], title: str,
+                         dev: Any) -> None:
+        """``gradcam.png`` (:func:`~cvpipe.classification.explain.hardest`'s images with the heat maps of the predicted
+        class and its rival) and ``filters.png`` (the first convolution's filters)."""
+        import torch
+
+        from cvpipe.classification.data import decode_resized, to_float
+        from cvpipe.classification.explain import Explained, filters_png, gradcam, gradcam_png, hardest
+        from cvpipe.core.io import write_bytes
+
+        chosen, rivals = hardest(probs, truth, GRADCAM_MAX)
+        entries = []
+        if len(chosen):
+            x = to_float(torch.from_numpy(pixels[chosen]).to(dev))
+            pred, size = probs.argmax(1)[chosen], (GALLERY_SIZE, GALLERY_SIZE)
+            for k, p, r, cam_p, cam_r in zip(chosen, pred, rivals, gradcam(model, x, pred.tolist(), size),
+                                             gradcam(model, x, rivals.tolist(), size), strict=True):
+                wrong = p != truth[k]
+                text = f"{names[truth[k]]}\n-> {names[p]} ({probs[k, p]:.2f})" if wrong else f"{names[p]} ({probs[k, p]:.2f})"
+                entries.append(Explained(decode_resized(files[k], GALLERY_SIZE), cam_p, cam_r, names[p], names[r], text, wrong))
+        heading = "the most confident mistakes, then the least sure right answers"
+        write_bytes(out / "gradcam.png", gradcam_png(entries, f"{title}: Grad-CAM of {heading}"))
+        write_bytes(out / "filters.png", filters_png(model, title))
 
     def log_model(self, model_dir: Path, data: Any, registered_name: str, config: Any, settings: None) -> LoggedModel:
         """The classifier as an MLflow pyfunc model (image files in, class names out), registered."""
@@ -177,6 +207,12 @@ class ClassificationTask(TorchTraining):
         from cvpipe.classification.predict import predict
 
         return predict(model, images)
+
+    def explain(self, model: Any, images: list[Any]) -> list[Any]:
+        """Grad-CAM pictures for a batch of images (:func:`cvpipe.classification.predict.explain`)."""
+        from cvpipe.classification.predict import explain
+
+        return explain(model, images)
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """ONNX or TorchScript of the network (:func:`cvpipe.classification.export.export`)."""

@@ -26,6 +26,7 @@ class DetectionTask:
     per_group_metric = "ap50_95"  # metrics.json's AP50-95 per class present in the split, by class name
     group_name = "class"
     prediction_columns = PREDICTION_COLUMNS
+    explanation = None  # no explain (Grad-CAM is for classifiers)
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.detection.fit.DetectionConfig` of ``detection.datasets.<dataset>`` or train.json."""

@@ -231,11 +231,19 @@ class Registered:
     def number(self) -> str:
         return str(self.version.version)
 
-    def load(self) -> Any:
-        """Its pyfunc's python model, loaded as anyone loads ``models:/NAME/VERSION``."""
+    def load(self, device: str = "auto") -> Any:
+        """Its pyfunc's python model, loaded as anyone loads ``models:/NAME/VERSION``, then moved to ``device``
+        (``auto``: CUDA when there is one, as the pyfunc itself chooses; ``cpu``; ``cuda:N``)."""
         import mlflow
 
-        return mlflow.pyfunc.load_model(f"models:/{self.ref.name}/{self.number}").unwrap_python_model()
+        from cvpipe.tasks.training import pick_device
+
+        target = pick_device(device)  # a device this machine lacks is one line, before the model is read
+        model = mlflow.pyfunc.load_model(f"models:/{self.ref.name}/{self.number}").unwrap_python_model()
+        if model.device != target:  # every task's pyfunc keeps its network in .model and its device in .device
+            model.model.to(target)
+            model.device = target
+        return model
 
 
 def find_registered(client: Any, store: str, text: str) -> Registered:

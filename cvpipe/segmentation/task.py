@@ -33,6 +33,7 @@ class SegmentationTask(TorchTraining):
     per_group_metric = "dsb_score_by_type"  # metrics.json's DSB score per image type (fluorescence, brightfield)
     group_name = "image type"
     prediction_columns = PREDICTION_COLUMNS
+    explanation = None  # no explain (Grad-CAM is for classifiers)
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.segmentation.fit.SegmentationConfig` of ``segmentation.datasets.<dataset>`` or train.json."""

@@ -99,6 +99,7 @@ class Task(Protocol):
     per_group_metric: str  # the key of metrics.json with the per-group scores, by group name (``f1``)
     group_name: str  # what per-group scores are per (``class``)
     prediction_columns: tuple[str, ...]  # predictions.csv's columns after ``file`` (:meth:`predict`)
+    explanation: str | None  # what :meth:`explain` draws (``predict --explain``); None: the task has no explain
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """The frozen training config of a params section or of train.json's ``params`` (unknown keys rejected)."""
@@ -127,6 +128,10 @@ class Task(Protocol):
     def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
         """The predictions of ``model`` (the python model of a registered version's pyfunc, loaded) for a batch of
         uint8 H x W x 3 RGB images, as its pyfunc makes them."""
+
+    def explain(self, model: Any, images: list[Any]) -> list[Any]:
+        """For a batch of images as :meth:`predict` takes them, each as a uint8 RGB picture of why ``model`` predicts what
+        it does (:attr:`explanation`). Only a task whose ``explanation`` is not None has it."""
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """Write the network of ``model`` (the python model of a registered version's pyfunc, loaded) to ``out`` as

@@ -35,7 +35,8 @@ def test_prefect_yaml_is_written_from_the_schedules_of_params_yaml(monkeypatch):
     written = prefect_yaml(Path("params.yaml"), load_params("params.yaml"))
     assert (REPO / "prefect.yaml").read_text() == written, "run: python -m flows.deploy --write-prefect-yaml"
     config = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    assert [d["name"] for d in config["deployments"]] == ["pipeline-nightly", "data-gate-hourly"]
+    assert [d["name"] for d in config["deployments"]] == ["pipeline-nightly", "data-gate-hourly", "predict"]
+    assert config["deployments"][2]["schedules"] == [] and config["deployments"][2]["entrypoint"] == "flows/predict.py:predict"
     assert {d["work_pool"]["name"] for d in config["deployments"]} == {"cvpipe"}
     assert config["deployments"][1]["parameters"]["stages"] == ["ingest", "validate"]
 

@@ -63,7 +63,8 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     assert len(client.get_metric_history(first.run_id, "val_loss")) == good.epochs  # per-epoch metrics
     assert run.data.metrics["test_accuracy"] >= 0.9
     artifacts = {a.path for a in client.list_artifacts(first.run_id, "evaluation")}
-    assert {"evaluation/confusion.png", "evaluation/misclassified.png", "evaluation/metrics.json", "evaluation/per_class.csv"} <= artifacts
+    assert {"evaluation/confusion.png", "evaluation/misclassified.png", "evaluation/gradcam.png", "evaluation/filters.png",
+            "evaluation/metrics.json", "evaluation/per_class.csv"} <= artifacts
     assert run.inputs.dataset_inputs[0].dataset.name == "fruits"
     version = client.get_model_version("fruits-classifier", "2")
     assert version.tags["promotion.decision"] == "challenger" and version.tags["promotion.reason"] == second.reason

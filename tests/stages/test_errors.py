@@ -127,7 +127,9 @@ BAD_PARAMS = [
      "datasets.fruits360.task: is 'ocr'; choose one of classification"),
     ("pipeline", lambda p: p["datasets"]["fruits360"].pop("source"), "datasets.fruits360.source: missing"),
     ("deploy", lambda p: p["schedules"][0].update(cron="every night"), "schedules[0].cron: is 'every night', not a cron expression"),
-    ("deploy", lambda p: p["schedules"][0].update(flow="nightly"), "schedules[0].flow: is 'nightly'; choose one of pipeline"),
+    ("deploy", lambda p: p["schedules"][0].update(flow="nightly"), "schedules[0].flow: is 'nightly'; choose one of pipeline, predict"),
+    ("deploy", lambda p: p["schedules"][2]["parameters"].update(folder="x"),
+     "schedules.predict.parameters: ['folder'] are not parameters of the predict flow (model, images, out, batch_size"),
 ]
 
 

@@ -11,6 +11,7 @@ import shutil
 import mlflow
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cvpipe.data.model_input import images_frame
@@ -61,6 +62,7 @@ def test_predictions_of_a_folder_are_the_registered_classifiers_answers(registry
     meta = json.loads((out / "predictions.json").read_text())
     assert (meta["model"], meta["version"], meta["alias"], meta["task"], meta["images"]) == \
         ("fruits360-classifier", "1", "champion", "classification", 7)
+    assert meta["device"] == "cpu" and meta["explained"] is None and not (out / "explained").exists()
 
     # one batch or many: the same answers
     predict.run("fruits360-classifier@champion", str(folder / "**/*.jpg"), tmp_path / "one", batch_size=64, mlruns=registry[0])
@@ -96,3 +98,30 @@ def test_a_model_or_an_image_folder_that_is_not_there_is_one_line_and_nothing_is
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert err.startswith(line), err
         assert not out.exists()
+
+
+def test_explain_writes_each_images_grad_cam_and_a_task_without_one_is_refused(registry, store, folder, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "out"
+    result = predict.run("fruits360-classifier", str(folder), out, batch_size=4, device="cpu", explain=True, mlruns=registry[0])
+    explained = sorted(p.relative_to(out / "explained").as_posix() for p in (out / "explained").rglob("*.png"))
+    annotated = sorted(p.relative_to(out / "annotated").as_posix() for p in (out / "annotated").rglob("*.png"))
+    assert explained == annotated and len(explained) == result.images == 7
+    original = np.asarray(Image.open(folder / "fruit2.jpg").convert("RGB"))
+    heat = np.asarray(Image.open(out / "explained/fruit2.png"))
+    caption = np.asarray(Image.open(out / "annotated/fruit2.png"))
+    assert heat.shape == original.shape and not np.array_equal(heat[-10:], original[-10:])  # coloured all over, not only the caption
+    classes = {r["file"]: r["class"] for r in rows(out / "predictions.csv")}
+    assert len(classes) == 7 and not np.array_equal(heat, caption)
+    assert json.loads((out / "predictions.json").read_text())["explained"].startswith("the Grad-CAM heat map")
+
+    refused = [
+        ("nuclei-segmenter", ["--explain"], "error: --explain: nuclei-segmenter is a segmentation model, and that task draws no explanation"),
+        ("fruits360-classifier", ["--device", "gpu"], "error: --device: 'gpu' is not a device"),
+    ]
+    if not torch.cuda.is_available():
+        refused.append(("fruits360-classifier", ["--device", "cuda:3"], "error: device 'cuda:3' was asked for, but torch sees no CUDA"))
+    for model, extra, line in refused:
+        assert predict.main(["--model", model, "--images", str(folder), "--out", str(tmp_path / "no"), *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith(line), err
+        assert not (tmp_path / "no").exists()
