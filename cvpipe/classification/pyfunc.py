@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
@@ -49,6 +50,6 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
             return torch.softmax(self.model(to_float(x)).float(), 1).cpu().numpy()
 
-    def predict(self, context, model_input, params=None) -> list[str]:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> list[str]:
         names = self.meta["classes"]
         return [names[k] for k in self.probabilities(list(decode_images(model_input, self.resized))).argmax(1)]

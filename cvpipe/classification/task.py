@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -162,7 +161,6 @@ class ClassificationTask(TorchTraining):
         from cvpipe.classification.pyfunc import SIGNATURE
         from cvpipe.data.model_input import images_frame
 
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         if not (model_dir / "model.pt").is_file():
             raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
         example = images_frame(data.files[k] for k in data.indices("train")[:2])

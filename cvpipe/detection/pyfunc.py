@@ -60,7 +60,7 @@ class Detector(mlflow.pyfunc.PythonModel):
                         r.boxes.conf.cpu().numpy().astype(np.float64)))
         return out
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         settings = DEFAULTS | (params or {})
         rows = []
         images = decode_images(model_input, lambda image: np.asarray(image.convert("RGB"), dtype=np.uint8))

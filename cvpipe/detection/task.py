@@ -4,7 +4,6 @@ YOLO folder (``data/yolo/<dataset>``); evaluation and the promotion gate on COCO
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -113,7 +112,6 @@ class DetectionTask:
         from cvpipe.detection import mlflow_model
         from cvpipe.detection.pyfunc import SIGNATURE
 
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         _model_file(model_dir)
         example = images_frame([data.images["train"][0]])
         info = mlflow.pyfunc.log_model(

@@ -63,7 +63,7 @@ class Segmenter(mlflow.pyfunc.PythonModel):
         return [instances(predict_probs(self.model, image, self.spec, self.settings["input_mode"], self.settings["input_size"],
                                         self.device), config) for image in images]
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from cvpipe.data.rle import dsb_encode
 
         rows = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +147,6 @@ class SegmentationTask(TorchTraining):
         from cvpipe.segmentation import mlflow_model
         from cvpipe.segmentation.pyfunc import signature
 
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method", category=UserWarning)
         if not (model_dir / "model.pt").is_file():
             raise DataError(model_dir / "model.pt", "trained model not found (run the train stage first)")
         example = images_frame([data.files[data.indices("train")[0]]])

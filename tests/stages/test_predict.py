@@ -115,7 +115,8 @@ def test_explain_writes_each_images_grad_cam_and_a_task_without_one_is_refused(r
     assert json.loads((out / "predictions.json").read_text())["explained"].startswith("the Grad-CAM heat map")
 
     refused = [
-        ("nuclei-segmenter", ["--explain"], "error: --explain: nuclei-segmenter is a segmentation model, and that task draws no explanation"),
+        ("nuclei-segmenter", ["--explain"],
+         "error: --explain: nuclei-segmenter is a segmentation model, and that task draws no explanation"),
         ("fruits360-classifier", ["--device", "gpu"], "error: --device: 'gpu' is not a device"),
     ]
     if not torch.cuda.is_available():
