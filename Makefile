@@ -37,9 +37,9 @@ data: setup ## Generate any missing sample dataset under data/raw and track it w
 	$(BIN)/python -m stages.samples --out data/raw
 	$(BIN)/dvc add --quiet $$(ls -d data/raw/*/ | sed 's#/$$##')
 
-run: data ## Main job: `dvc repro` on the embedded sample, then show the metrics
+run: data ## Main job: `dvc repro` on the embedded sample, then one line per registered model
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/python -m stages.summary
 
 flow: setup ## The same pipeline as one Prefect flow run (temporary local server unless PREFECT_API_URL is set)
 	$(BIN)/python -m flows.pipeline

@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("tasks",),  # the task seam, its registry and the shared training loop
     ("classification", "detection", "segmentation"),  # one package per task, none importing another
     ("mlops",),  # MLflow registry, serving, the shared tracking server, the UIs
+    ("report",),  # what a person reads at the end: the run's summary
 ]
 LAYER = {pkg: i for i, group in enumerate(LAYERS) for pkg in group}
 

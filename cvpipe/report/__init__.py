@@ -1,0 +1,1 @@
+"""What a person reads at the end of a run: short summaries built from the stages' own outputs."""
