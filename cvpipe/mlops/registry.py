@@ -29,7 +29,10 @@ REPLACES_TAG = "promotion.replaces"  # the version that held the alias before th
 PID_TAG, HOST_TAG = "cvpipe.pid", "cvpipe.host"  # who is making a run, to tell a live run from a killed one
 RECONCILED_TAG = "cvpipe.reconciled"
 # MLflow's own HTTP defaults retry a dead server for minutes: a few tries, each bounded (a user's setting wins)
-HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+MLFLOW_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+               # a model's files copied to a temporary folder (logging, registering, loading) draw "Downloading artifacts"
+               # bars that end in milliseconds, three to a register stage: noise in `make run`'s output
+               "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 REACH_TIMEOUT_S = 3.0
 
 
@@ -39,10 +42,11 @@ class RegistryError(CvpipeError):
 
 def open_store(root: Path = DEFAULT_ROOT, timeout: float = REACH_TIMEOUT_S, write: bool = True) -> str:
     """The tracking URI (:func:`tracking_uri`), checked before any work and set for MLflow: a tracking server must
-    answer ``GET /health`` within ``timeout`` seconds (MLflow's HTTP retries and timeouts are bounded by
-    :data:`HTTP_BOUNDS`), a SQLite store must be writable (the database file and its folder) unless ``write`` is
+    answer ``GET /health`` within ``timeout`` seconds (MLflow's HTTP retries and timeouts are bounded, and its
+    artifact progress bars off, by :data:`MLFLOW_DEFAULTS`, unless the environment says otherwise), a SQLite store
+    must be writable (the database file and its folder) unless ``write`` is
     False (a reader, such as serving a model)."""
-    for key, value in HTTP_BOUNDS.items():
+    for key, value in MLFLOW_DEFAULTS.items():
         os.environ.setdefault(key, value)
     try:
         uri = tracking_uri(root)

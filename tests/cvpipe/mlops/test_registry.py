@@ -53,9 +53,9 @@ def test_open_store_bounds_mlflows_http_retries_and_names_a_server_that_does_not
 
     import pytest
 
-    from cvpipe.mlops.registry import HTTP_BOUNDS, RegistryError, open_store
+    from cvpipe.mlops.registry import MLFLOW_DEFAULTS, RegistryError, open_store
 
-    for key in HTTP_BOUNDS:
+    for key in MLFLOW_DEFAULTS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")  # a user's own setting wins
     with socket.socket() as s:
@@ -69,6 +69,9 @@ def test_open_store_bounds_mlflows_http_retries_and_names_a_server_that_does_not
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
     assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (2, 7)
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is False  # no "Downloading artifacts" bars in a stage's output
 
 
 def test_open_store_names_a_store_folder_it_cannot_create(tmp_path, monkeypatch):
