@@ -1,30 +1,61 @@
-"""Print what the pipeline registered: one line per model, at most 100 columns (the end of ``make run``).
+"""Print what the pipeline did: one line per dataset, at most 100 columns (the end of ``make run``).
 
-The register stages and their paths come from dvc.yaml, parsed with ``stages.register``'s own
-command line, so the summary reads exactly what those stages wrote.
+The register and validate stages and their paths come from dvc.yaml, parsed with those stages' own
+command lines, so the summary reads exactly what they wrote.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from cvpipe.core import cli
 from cvpipe.core.pipeline import resolve
 from cvpipe.report import summary
-from stages import register
+from stages import register, validate
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where one dataset's stages wrote, as their dvc.yaml commands say (paths relative to the project)."""
+
+    dataset: str
+    task: str
+    stage: str  # the register stage's name in dvc.lock (``register@<dataset>``)
+    gate_metrics: Path | None  # stages.validate --metrics: the gate's counts
+    gate_report: Path | None  # stages.validate --report: summary.json and the Data Docs
+    validated: Path  # stages.validate --out (quarantine.csv), the register stage's --manifest-dir
+    eval_dir: Path
+    register_json: Path
+
+
+def locate(root: Path = Path(".")) -> list[Located]:
+    """One entry per register stage of ``root/dvc.yaml``, with the validate stage that wrote its manifest."""
+    stages = resolve(root)
+    gates = {}
+    for spec in stages:
+        if spec.module == "stages.validate":
+            args = validate.get_args_parser().parse_args(spec.args)
+            if args.out is not None:
+                gates[Path(args.out)] = args
+    found = []
+    for spec in stages:
+        if spec.module != "stages.register":
+            continue
+        args = register.get_args_parser().parse_args(spec.args)
+        gate = gates.get(Path(args.manifest_dir))
+        found.append(Located(args.dataset, gate.task if gate else "?", spec.name, gate.metrics if gate else None,
+                             gate.report if gate else None, Path(args.manifest_dir), Path(args.eval_dir), Path(args.out)))
+    return found
 
 
 def run(root: Path = Path(".")) -> list[str]:
     """The summary's lines for the project at ``root``."""
     lines = []
-    for spec in resolve(root):
-        argv = shlex.split(spec.cmd)
-        if argv[:3] != ["python", "-m", "stages.register"]:
-            continue
-        args = register.get_args_parser().parse_args(argv[3:])
-        lines.append(summary.read(args.dataset, root / args.out, root / args.eval_dir))
+    for found in locate(root):
+        gate_json = root / found.gate_metrics if found.gate_metrics is not None else None
+        lines.append(summary.read(found.dataset, found.task, gate_json, root / found.register_json, root / found.eval_dir))
     return summary.table(lines)
 
 

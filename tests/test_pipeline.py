@@ -59,11 +59,13 @@ def test_samples_regenerate_exactly_the_versioned_data(checkout):
 
 @pytest.fixture(scope="module")
 def repro(checkout, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """The first `dvc repro` of the fresh clone, with every stage process tracing what it reads."""
+    """The fresh clone's `make run` (its first `dvc repro`, then the summary), every stage process tracing what it reads.
+    It runs with this test's interpreter: BIN and STAMP name this .venv, and `-o` keeps make from reinstalling it."""
     trace = tmp_path_factory.mktemp("trace")
+    stamp = BIN.parent / ".installed"
     # the whole pipeline, five trainings included: about 10 minutes on 2 cores, more when they are shared
-    first = sh(checkout, "dvc", "repro", env={"PYTHONPATH": str(REPO / "tests" / "trace"), "CVPIPE_TRACE": str(trace)},
-               timeout=1800)
+    first = sh(checkout, "make", "--no-print-directory", "-o", str(stamp), "run", f"BIN={BIN}", f"STAMP={stamp}",
+               env={"PYTHONPATH": str(REPO / "tests" / "trace"), "CVPIPE_TRACE": str(trace)}, timeout=1800)
     return first, trace
 
 
@@ -109,6 +111,25 @@ def test_dvc_repro_builds_everything_then_has_nothing_to_do(checkout, repro):
     # is deterministic: tests/cvpipe/classification/test_fit.py), so dvc.lock is unchanged.
     changed = sh(checkout, "git", "status", "--porcelain").stdout
     assert changed == "", changed + sh(checkout, "git", "diff", "HEAD", "-U0", "dvc.lock").stdout[:3000]
+
+
+def test_make_run_ends_with_one_short_line_per_dataset_holding_the_figures_of_metrics_json(checkout, repro):
+    """The last screen of `make run` fits 100 columns: per dataset its task, held-out images, the gate's verdict, the
+    promotion metric as metrics.json has it and the registry's decision; no download bars before it."""
+    first, _ = repro
+    assert "Downloading artifacts" not in first.stdout + first.stderr
+    screen = first.stdout[first.stdout.rindex("5 models registered"):].rstrip("\n").splitlines()
+    assert len(screen) <= 24 and all(len(line) <= 100 for line in screen), screen
+    assert screen[1].split()[:4] == ["dataset", "task", "images", "gate"]
+    rows = {line.split()[0]: line for line in screen[2:7]}
+    assert sorted(rows) == ["coco", "dsb2018", "fruits360", "simpsons", "underground"], screen
+    for name, line in rows.items():
+        registered = json.loads((checkout / f"reports/register/{name}.json").read_text())
+        metrics = json.loads((checkout / f"reports/evaluate/{name}/metrics.json").read_text())
+        metric = registered["metric"]
+        assert f"{metric} {metrics[metric]:.4f}" in line and line.split()[2] == str(metrics["images"]), line
+        assert " passed" in line and line.endswith(f"v{registered['version']} @champion (promoted)"), line
+    assert any("make report" in line for line in screen)
 
 
 def test_registered_champion_has_lineage_and_predicts_class_names(checkout, repro):
