@@ -18,7 +18,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run flow ui deploy serve serve-model predict export deploy-pool worker mlflow-server lint test bench clean
+.PHONY: help setup data run report browser flow ui deploy serve serve-model predict export deploy-pool worker mlflow-server lint test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ data: setup ## Generate any missing sample dataset under data/raw and track it w
 run: data ## Main job: `dvc repro` on the embedded sample, then one line per registered model
 	$(BIN)/dvc repro
 	$(BIN)/python -m stages.summary
+
+report: setup ## reports/index.html: every dataset's gate, metrics, pictures, model and history on one offline page
+	$(BIN)/python -m stages.report
 
 flow: setup ## The same pipeline as one Prefect flow run (temporary local server unless PREFECT_API_URL is set)
 	$(BIN)/python -m flows.pipeline
@@ -85,8 +88,16 @@ mlflow-server: setup ## Shared MLflow on MLFLOW_HOST:MLFLOW_PORT (127.0.0.1:5000
 lint: setup ## Ruff over the whole tree (rules in pyproject.toml); must report nothing
 	$(BIN)/ruff check .
 
-test: lint ## Lint, then run the test suite (slow end-to-end tests included)
+test: lint browser ## Lint, then run the test suite (slow end-to-end tests included)
 	$(BIN)/python -m pytest
+
+browser: ## Headless Chromium for the tests that open the HTML pages (Debian's package; installed when run as root)
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
+		else echo "note: no chromium on PATH; the browser tests will be skipped (apt-get install chromium)"; fi; }
 
 bench: setup ## Run the benchmarks (each prints ratios against a baseline measured in the same run)
 	$(BIN)/python bench/ingest_probe.py

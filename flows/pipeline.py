@@ -16,7 +16,9 @@ deployment's runs (``schedules:`` in params.yaml): the flow runs itself as a chi
 Caching on content: a stage's cache key is a digest of its declared deps (files, folders), the
 values of its declared params and its command, so a rerun with nothing changed completes from the
 cache (state ``Cached``); a stage whose outputs have gone missing runs again. Expected failures
-(bad data, bad params) fail their stage at once with one line; anything else is retried.
+(bad data, bad params) fail their stage at once with one line; anything else is retried. At the end,
+each dataset's gate, metrics, pictures and registry decision are published as Prefect artifacts
+(:mod:`flows.results`), whether its stages ran, came from the cache or failed.
 """
 
 from __future__ import annotations
@@ -226,6 +228,9 @@ def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path
         for proc in list(_CHILDREN):
             stop(proc)
         raise
+    from flows.results import default_mlflow_ui, publish_all  # the run's results as artifacts, failed gates included
+
+    publish_all(ROOT, default_mlflow_ui(), names)
     return summary(futures, names)
 
 

@@ -4,7 +4,8 @@
 
 Both servers are waited for until they answer; the deployments of ``schedules:`` in params.yaml are
 registered on the Prefect server (schedules and parameter forms in the UI; ``make serve`` runs
-them); then the addresses are printed. Ctrl-C, SIGTERM or SIGHUP stops both servers.
+them), and the last results are published there as artifacts (one run of :mod:`flows.results`);
+then the addresses are printed. Ctrl-C, SIGTERM or SIGHUP stops both servers.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         registered = subprocess.run([sys.executable, "-m", "flows.deploy", "--params", str(args.params)],
                                     env={**os.environ, "PREFECT_API_URL": api}, capture_output=True, text=True, check=False)
         print((registered.stdout + registered.stderr).strip() if registered.returncode else registered.stdout.strip(), flush=True)
+        # the last results of `make run` (which has no Prefect server) as one flow run's artifacts
+        published = subprocess.run([sys.executable, "-m", "flows.results", "--mlflow-ui", f"http://{args.host}:{args.mlflow_port}"],
+                                   env={**os.environ, "PREFECT_API_URL": api}, capture_output=True, text=True, check=False)
+        said = [line for line in (published.stdout + published.stderr).splitlines() if "published" in line or "error" in line]
+        print(said[-1].split(" - ")[-1] if said else f"flows.results exited with {published.returncode}", flush=True)
         print(f"MLflow UI:  http://{args.host}:{args.mlflow_port}", flush=True)
         print(f"Prefect UI: http://{args.host}:{args.prefect_port}", flush=True)
         print("Ctrl-C stops both. `make serve` runs the deployments (scheduled or started from the UI).", flush=True)

@@ -128,6 +128,16 @@ def test_a_failed_gate_stops_its_dataset_with_the_summary_in_one_error_line(proj
     assert not (project / "data/validated/fruits360").exists() and not (project / "models").exists()
 
 
+READ_ARTIFACTS = """
+import json, sys
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+with get_client(sync_client=True) as client:
+    found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[sys.argv[1]])))
+print(json.dumps([[a.type, a.data] for a in found]))
+"""
+
+
 @pytest.mark.slow
 def test_stage_groups_run_alone_and_a_rerun_comes_from_the_cache(project):
     proc = flow(project, "--stage", "ingest", "--stage", "validate")
@@ -139,6 +149,12 @@ def test_stage_groups_run_alone_and_a_rerun_comes_from_the_cache(project):
     log = again.stdout + again.stderr
     assert "Task run 'ingest@fruits360' - Finished in state Cached" in log
     assert "Task run 'validate@fruits360' - Finished in state Cached" in log
+    # each run, the cached one too, published the gate's table (read back from the project's Prefect database)
+    read = subprocess.run([sys.executable, "-c", READ_ARTIFACTS, "gate-fruits360"], cwd=project, env=flow_env(project),
+                          capture_output=True, text=True, timeout=300, check=True)
+    runs = json.loads(read.stdout.strip().splitlines()[-1])
+    assert len(runs) == 2 and all(kind == "table" for kind, _ in runs), runs
+    assert all({row["check"]: row["passed"] for row in json.loads(data)}["images.decode"] for _, data in runs)
     shutil.rmtree(project / "data/validated/fruits360")  # a missing output is rebuilt, not trusted to the cache
     third = flow(project, "--stage", "ingest", "--stage", "validate")
     assert "Task run 'validate@fruits360' - Finished in state Completed" in third.stdout + third.stderr
