@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cvpipe.gate.config import MAX_EXAMPLES, Check, CheckResult, Frames, GateConfig
+from cvpipe.gate.offline_docs import localize
 from cvpipe.sources import get_source
 
 
@@ -198,7 +199,7 @@ def example(table: str, row: dict) -> str:
 
 
 def run_checks(cfg: GateConfig, frames: Frames, docs_dir: Path | None, name: str) -> list[CheckResult]:
-    """Run the suites with Great Expectations; write its Data Docs to ``docs_dir``."""
+    """Run the suites with Great Expectations; write its Data Docs to ``docs_dir``, made to open offline."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -241,6 +242,8 @@ def run_checks(cfg: GateConfig, frames: Frames, docs_dir: Path | None, name: str
         (validation,) = outcome.run_results.values()
         by_n = {all_checks.index(c): c for c in table_checks}
         results += [_result(by_n[r.expectation_config.meta["n"]], r, frame, table) for r in validation.results]
+    if docs_dir is not None and docs_dir.is_dir():
+        localize(docs_dir)  # no CDN stylesheet or script: the pages open offline
     return sorted(results, key=lambda r: r.order)
 
 

@@ -296,6 +296,18 @@ def test_report_has_data_docs_and_a_json_summary(tmp_path):
     assert decode["expectation"] == "expect_column_values_to_be_null(decode_error)"
     assert decode["examples"][0].startswith("Training/Kiwi/bad.jpg: UnidentifiedImageError")
     assert not (tmp_path / "validated" / "fruits360").exists()  # stopped: nothing for later stages
+    # the Data Docs load nothing from a CDN: a browser offline shows them styled, the failed check marked
+    from cvpipe.gate.offline_docs import remote_references
+    from tests.browser import chromium, visit
+
+    site = report / "data_docs"
+    assert remote_references(site) == [] and (site / "static/styles/offline.css").is_file()
+    (page,) = site.glob("validations/fruits360/images/**/*.html")
+    assert "fa-times" in page.read_text()  # the failed check's mark, which offline.css draws
+    if chromium() is not None:
+        for html in (site / "index.html", page):
+            seen = visit(html, tmp_path / "browser" / html.stem)
+            assert seen.fetched == [] and seen.broken == 0, (html, seen)
 
 
 def test_examples_are_capped_at_twenty(tmp_path):
