@@ -66,6 +66,7 @@ class Detector(mlflow.pyfunc.PythonModel):
         images = decode_images(model_input, lambda image: np.asarray(image.convert("RGB"), dtype=np.uint8))
         for boxes, classes, scores in self.detect(images, float(settings["conf"]), float(settings["iou"]), int(settings["max_det"])):
             rows.append({"boxes": [[round(float(v), 2) for v in b] for b in boxes], "classes": [self.names[c] for c in classes],
-                         "scores": [round(float(s), 4) for s in scores]})
+                         # unrounded: the AP ranks by score, and a young network's scores differ in the 6th place
+                         "scores": [float(s) for s in scores]})
         return pd.DataFrame(rows, columns=["boxes", "classes", "scores"])
 

@@ -86,6 +86,9 @@ def test_the_pyfunc_gives_ultralytics_the_pixels_it_reads_from_the_file_and_find
     assert np.array_equal(seen[0], cv2.imread(str(tmp_path / "x.png")))  # BGR, as ultralytics loads files
     assert np.allclose(found["boxes"], direct.boxes.xyxy.numpy(), atol=0.01)
     assert found["classes"] == [NAMES[int(c)] for c in direct.boxes.cls]
+    # the network's scores as they are: an untrained net scores its boxes within 1e-6 of each other, and scores
+    # rounded to 4 places would tie them, so that the registry's AP (which ranks by score) would be another
+    assert found["scores"] == direct.boxes.conf.double().tolist()
 
 
 def test_the_scoring_server_answers_a_base64_request_with_params_as_predict_does(saved_model):
