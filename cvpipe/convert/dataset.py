@@ -237,24 +237,28 @@ class CleanBox(NamedTuple):
     class_name: str
 
 
-def clean_boxes(dset: DetectionSet, drop_difficult: bool = False) -> tuple[list[list[CleanBox]], Counter, list[dict]]:
-    """Per item, the boxes to write; counts of what was changed; and the dropped boxes with reasons.
+def clean_boxes(dset: DetectionSet, drop_difficult: bool = False
+                ) -> tuple[list[list[CleanBox]], Counter, list[dict], list[list[CleanBox]]]:
+    """Per item, the boxes to write; counts of what was changed; the dropped boxes with reasons; and per item its
+    crowd regions (:meth:`BoxCleaner.crowd_regions`).
 
     See :class:`BoxCleaner`; this cleans every item of ``dset`` in order.
     """
     cleaner = BoxCleaner(dset.classes.names, drop_difficult)
-    out, dropped = [], []
+    out, dropped, crowds = [], [], []
     for item in dset.items:
         kept, lost = cleaner.clean(item)
         out.append(kept)
         dropped += lost
-    return out, cleaner.counts(), dropped
+        crowds.append(cleaner.crowd_regions(item))
+    return out, cleaner.counts(), dropped, crowds
 
 
 class BoxCleaner:
     """Cleans the boxes of one item at a time and counts what it changed.
 
-    Crowd regions are skipped (as COCO's own tools and ultralytics do); corners given in the wrong
+    Crowd regions are skipped (as COCO's own tools and ultralytics do: they are not objects to learn), and
+    given apart by :meth:`crowd_regions` for the evaluation to ignore what is detected on them; corners given in the wrong
     order are ordered; boxes past the image are clipped; boxes of zero size after that, and exact
     duplicates, are dropped and reported. A class missing from the class map is an error. One
     cleaner per thread; :meth:`counts` of several add up.
@@ -269,6 +273,19 @@ class BoxCleaner:
 
     def counts(self) -> Counter:
         return +Counter(dict(zip(self.FIELDS, self._totals, strict=True)))
+
+    def crowd_regions(self, item: Item) -> list[CleanBox]:
+        """The item's crowd regions (COCO ``iscrowd``), corners ordered and clipped to the image, not counted: what
+        COCO's evaluation ignores detections on, rather than counting them as false."""
+        out = []
+        for b in item.boxes:
+            if b.iscrowd and b.class_index is not None:
+                x0, x1 = sorted((min(max(b.x_min, 0.0), item.width), min(max(b.x_max, 0.0), item.width)))
+                y0, y1 = sorted((min(max(b.y_min, 0.0), item.height), min(max(b.y_max, 0.0), item.height)))
+                if x1 > x0 and y1 > y0:
+                    out.append(CleanBox(b.class_index, x0, y0, x1, y1, b.difficult, b.truncated, b.pose,
+                                        self.names[b.class_index]))
+        return out
 
     def clean(self, item: Item) -> tuple[list[CleanBox], list[dict]]:
         """The item's boxes to write (its width and height must be known) and those dropped, with why."""

@@ -1,4 +1,9 @@
-"""YOLO labels that ultralytics trains from as they are: ``images/``, ``labels/``, ``data.yaml``."""
+"""YOLO labels that ultralytics trains from as they are: ``images/``, ``labels/``, ``data.yaml``.
+
+COCO's crowd regions are no objects to learn, so they are not in ``labels/``; they go, in the same
+format, to ``crowd/<split>/<image>.txt`` (only for images that have some), which ultralytics never
+reads and the evaluation uses to ignore detections on a crowd, as COCO's evaluation does.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +37,7 @@ def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, work
     refer to the stored pixels, and ultralytics would otherwise rotate the image under them (cvpipe.data.exif).
     """
     with no_gc():
-        boxes, counts, dropped = clean_boxes(dset, drop_difficult)
+        boxes, counts, dropped, crowds = clean_boxes(dset, drop_difficult)
     names = output_names(dset.items)
     with staged_dir(out) as stage:
         splits = sorted({i.split for i in dset.items}, key=SPLITS.index)
@@ -45,6 +50,10 @@ def write_yolo(dset: DetectionSet, out: Path, drop_difficult: bool = False, work
                 for item, name, kept in zip(dset.items, names, boxes, strict=True)]
         write = functools.partial(_write_item, base=base)
         links = Counter(parallel_map(write, jobs, "yolo", workers, chunk=256))
+        for item, name, regions in zip(dset.items, names, crowds, strict=True):
+            if regions:
+                (stage / "crowd" / item.split).mkdir(parents=True, exist_ok=True)
+                write_text(stage / "crowd" / item.split / f"{name}.txt", label_text(regions, item.width, item.height))
         data = {"path": out.as_posix(), **{s: f"images/{s}" for s in splits},
                 "nc": len(dset.classes), "names": dict(enumerate(dset.classes.names))}
         write_text(stage / "data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

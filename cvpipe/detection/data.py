@@ -86,6 +86,11 @@ class YoloSet:
         """The YOLO label file of ``image`` (which may not exist: an image without boxes)."""
         return self.root / "labels" / image.parent.name / f"{image.stem}.txt"
 
+    def crowd_file(self, image: Path) -> Path:
+        """The crowd regions of ``image`` in YOLO's format (which may not exist: an image without any), for the
+        evaluation to ignore detections on them; never read by training."""
+        return self.root / "crowd" / image.parent.name / f"{image.stem}.txt"
+
     def boxes(self, split: str) -> int:
         """How many boxes the label files of ``split`` hold."""
         return sum(len(self.label_file(p).read_text().splitlines()) for p in self.images.get(split, []) if self.label_file(p).is_file())

@@ -15,7 +15,7 @@ import numpy as np
 
 from cvpipe.core.io import write_bytes, write_text
 from cvpipe.core.plots import confusion_csv, csv_text, image_grid, matrix_png, note_png, png
-from cvpipe.detection.metrics import ImageResult, box_iou, confusion_matrix, detection_scores, greedy_match
+from cvpipe.detection.metrics import ImageResult, confusion_matrix, detection_scores
 from cvpipe.tasks import UNDEFINED
 
 BACKGROUND = "background"
@@ -83,6 +83,10 @@ def coco_evaluate(images: Sequence[ImageResult], sizes: Sequence[tuple[int, int]
             x0, y0, x1, y1 = (float(v) for v in box)
             gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": k + 1, "category_id": int(c) + 1,
                                       "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+        for box, c in zip(im.crowd_boxes, im.crowd_classes, strict=True):  # COCO ignores what is detected on these
+            x0, y0, x1, y1 = (float(v) for v in box)
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": k + 1, "category_id": int(c) + 1,
+                                      "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 1})
         for box, c, s in zip(im.pred_boxes, im.pred_classes, im.pred_scores, strict=True):
             x0, y0, x1, y1 = (float(v) for v in box)
             dt.append({"image_id": k + 1, "category_id": int(c) + 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(s)})
@@ -114,14 +118,10 @@ def precision_recall(images: Sequence[ImageResult], num_classes: int, conf: floa
     matching within each class, highest score first."""
     counts = np.zeros((num_classes, 3), dtype=np.int64)
     for im in images:
-        keep = im.pred_scores >= conf
         for c in range(num_classes):
-            mine = keep & (im.pred_classes == c)
-            order = np.argsort(-im.pred_scores[mine], kind="stable")
-            truth = im.true_boxes[im.true_classes == c]
-            taken = greedy_match(box_iou(im.pred_boxes[mine][order], truth), iou)
-            tp = int((taken >= 0).sum())
-            counts[c] += (tp, len(taken) - tp, len(truth) - tp)
+            hit, _, objects = im.class_hits(c, iou, conf)
+            tp = int(hit.sum())
+            counts[c] += (tp, len(hit) - tp, objects - tp)
     return counts
 
 
@@ -129,12 +129,10 @@ def pr_curve(images: Sequence[ImageResult], c: int, iou: float = 0.5) -> tuple[n
     """(recall, precision, score) of class ``c`` as the confidence threshold falls, matching at ``iou``."""
     hits, scores, objects = [], [], 0
     for im in images:
-        mine = im.pred_classes == c
-        order = np.argsort(-im.pred_scores[mine], kind="stable")
-        truth = im.true_boxes[im.true_classes == c]
-        objects += len(truth)
-        hits.append(greedy_match(box_iou(im.pred_boxes[mine][order], truth), iou) >= 0)
-        scores.append(im.pred_scores[mine][order])
+        hit, score, count = im.class_hits(c, iou)
+        objects += count
+        hits.append(hit)
+        scores.append(score)
     hit, score = np.concatenate(hits), np.concatenate(scores)
     order = np.argsort(-score, kind="stable")
     tp = np.cumsum(hit[order])

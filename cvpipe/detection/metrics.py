@@ -4,6 +4,10 @@ detection confusion matrix with a background row and column.
 Boxes are ``(N, 4)`` arrays of ``x_min, y_min, x_max, y_max`` in pixels. A class with no object in
 the evaluated split has no AP: it is reported as absent (``None``), never filled with the mean as
 ultralytics does (its ``maps``), and means are taken over the classes present.
+
+Crowd regions (COCO's ``iscrowd``) are no objects: a detection that matches no object but lies on a
+crowd region of its class (intersection over the detection's area at the IoU threshold or more, as
+COCO's evaluation measures it) is ignored, neither a true nor a false detection.
 """
 
 from __future__ import annotations
@@ -26,14 +30,38 @@ class ImageResult:
     pred_boxes: np.ndarray
     pred_classes: np.ndarray
     pred_scores: np.ndarray
+    crowd_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # crowd regions: detections there are ignored
+    crowd_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @classmethod
-    def of(cls, true_boxes, true_classes, pred_boxes=(), pred_classes=(), pred_scores=()) -> ImageResult:
+    def of(cls, true_boxes, true_classes, pred_boxes=(), pred_classes=(), pred_scores=(), crowd_boxes=(),
+           crowd_classes=()) -> ImageResult:
         def boxes(b) -> np.ndarray:
             return np.asarray(b, dtype=np.float64).reshape(-1, 4)
 
-        return cls(boxes(true_boxes), np.asarray(true_classes, dtype=np.int64).reshape(-1), boxes(pred_boxes),
-                   np.asarray(pred_classes, dtype=np.int64).reshape(-1), np.asarray(pred_scores, dtype=np.float64).reshape(-1))
+        def ints(c) -> np.ndarray:
+            return np.asarray(c, dtype=np.int64).reshape(-1)
+
+        return cls(boxes(true_boxes), ints(true_classes), boxes(pred_boxes), ints(pred_classes),
+                   np.asarray(pred_scores, dtype=np.float64).reshape(-1), boxes(crowd_boxes), ints(crowd_classes))
+
+    def on_crowd(self, boxes: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
+        """Per box, whether it lies on a crowd region of its class: intersection over its own area >= threshold."""
+        if not len(self.crowd_classes) or not len(boxes):
+            return np.zeros(len(boxes), dtype=bool)
+        same = classes[:, None] == self.crowd_classes[None, :]
+        return ((box_ioa(boxes, self.crowd_boxes) >= threshold) & same).any(axis=1)
+
+    def class_hits(self, c: int, threshold: float, conf: float = 0.0) -> tuple[np.ndarray, np.ndarray, int]:
+        """Class ``c`` at IoU ``threshold``, predictions scoring ``conf`` or more: (hit per prediction, score per
+        prediction, highest score first, those on a crowd region left out; objects of the class)."""
+        mine = (self.pred_classes == c) & (self.pred_scores >= conf)
+        order = np.argsort(-self.pred_scores[mine], kind="stable")
+        boxes, scores = self.pred_boxes[mine][order], self.pred_scores[mine][order]
+        truth = self.true_boxes[self.true_classes == c]
+        hit = greedy_match(box_iou(boxes, truth), threshold) >= 0
+        kept = hit | ~self.on_crowd(boxes, np.full(len(boxes), c), threshold)
+        return hit[kept], scores[kept], len(truth)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -45,6 +73,17 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=1)  # noqa: E731
     union = area(a)[:, None] + area(b)[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def box_ioa(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` intersection of every box of ``a`` with every box of ``b``, over the area of ``a`` (COCO's IoU with
+    a crowd region)."""
+    a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)[:, None]
+    return np.divide(inter, area, out=np.zeros_like(inter), where=area > 0)
 
 
 def greedy_match(iou: np.ndarray, threshold: float) -> np.ndarray:
@@ -66,7 +105,8 @@ def confusion_matrix(images: Iterable[ImageResult], num_classes: int, conf: floa
     Predictions scoring at least ``conf`` take, highest score first, the unmatched true box they
     overlap most (at IoU ``iou`` or more, whatever its class): ``[true, predicted]``. A prediction that
     takes none (a false detection, or a second detection of an object already taken) counts in the
-    background row; a true box that no prediction takes (a missed object) in the background column.
+    background row, unless it lies on a crowd region of its class (then it is not counted); a true box
+    that no prediction takes (a missed object) in the background column.
     """
     bg = num_classes
     matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
@@ -75,8 +115,10 @@ def confusion_matrix(images: Iterable[ImageResult], num_classes: int, conf: floa
         order = np.argsort(-im.pred_scores[keep], kind="stable")
         boxes, classes = im.pred_boxes[keep][order], im.pred_classes[keep][order]
         taken = greedy_match(box_iou(boxes, im.true_boxes), iou)
+        crowd = im.on_crowd(boxes, classes, iou)
         for p, t in enumerate(taken):
-            matrix[im.true_classes[t] if t >= 0 else bg, classes[p]] += 1
+            if t >= 0 or not crowd[p]:
+                matrix[im.true_classes[t] if t >= 0 else bg, classes[p]] += 1
         missed = np.setdiff1d(np.arange(len(im.true_classes)), taken[taken >= 0])
         np.add.at(matrix, (im.true_classes[missed], bg), 1)
     return matrix
@@ -143,12 +185,9 @@ def detection_scores(images: Sequence[ImageResult], names: Sequence[str], thresh
         for t in thresholds:
             tps, scores = [], []
             for im in images:
-                mine = im.pred_classes == c
-                order = np.argsort(-im.pred_scores[mine], kind="stable")
-                truth = im.true_boxes[im.true_classes == c]
-                taken = greedy_match(box_iou(im.pred_boxes[mine][order], truth), float(t))
-                tps.append(taken >= 0)
-                scores.append(im.pred_scores[mine][order])
+                hit, score, _ = im.class_hits(c, float(t))
+                tps.append(hit)
+                scores.append(score)
             aps.append(average_precision(np.concatenate(tps).astype(np.float64) if tps else np.zeros(0),
                                          np.concatenate(scores) if scores else np.zeros(0), objects))
         per_class[name] = ClassAP(objects, tuple(aps))

@@ -99,7 +99,7 @@ class DetectionTask:
         images = []
         for path, (boxes, classes, scores, (w, h)) in zip(files, predictions, strict=True):
             true_boxes, true_classes = e.read_truth(data.label_file(path), w, h)
-            images.append(ImageResult.of(true_boxes, true_classes, boxes, classes, scores))
+            images.append(ImageResult.of(true_boxes, true_classes, boxes, classes, scores, *e.read_truth(data.crowd_file(path), w, h)))
         sizes = [p[3] for p in predictions]
         return e.write_report(out, images, sizes, files, data.classes.names, settings, title,
                               f"{held_out} (held out)" if held_out != split else split)
@@ -148,7 +148,8 @@ class DetectionTask:
             true_boxes, true_classes = read_truth(data.label_file(path), width, height)
             # a class name the dataset does not have (an older class map) matches no true box
             classes = [index.get(c, -1) for c in found["classes"]]
-            images.append(ImageResult.of(true_boxes, true_classes, found["boxes"], classes, found["scores"]))
+            images.append(ImageResult.of(true_boxes, true_classes, found["boxes"], classes, found["scores"],
+                                         *read_truth(data.crowd_file(path), width, height)))
         scores = detection_scores(images, names)
         return Scores(scores.mean("ap50_95") or 0.0, {n: scores.per_class[n].ap50_95 for n in scores.present})
 

@@ -211,6 +211,20 @@ def test_coco128_matches_ultralytics_convert_coco(realdata, tmp_path):
     assert total == 929
     names = yaml.safe_load((ours / "data.yaml").read_text())["names"]
     assert names[0] == "person" and names[79] == "toothbrush" and len(names) == 80
+    # the 10 crowd regions: not in labels/, but in crowd/ for the evaluation to ignore detections on them
+    doc = json.loads((coco / "annotations" / "instances_train2017.json").read_text())
+    index = {c["id"]: k for k, c in enumerate(sorted(doc["categories"], key=lambda c: c["id"]))}
+    files = {i["id"]: Path(i["file_name"]).stem for i in doc["images"]}
+    sizes = {i["id"]: (i["width"], i["height"]) for i in doc["images"]}
+    crowds = [a for a in doc["annotations"] if a["iscrowd"]]
+    assert len(crowds) == 10
+    for a in crowds:
+        (crowd,) = (ours / "crowd").rglob(f"{files[a['image_id']]}.txt")
+        w, h = sizes[a["image_id"]]
+        x, y, bw, bh = a["bbox"]
+        assert (index[a["category_id"]], x, y, x + bw, y + bh) in [
+            tuple(round(v, 2) for v in row) for row in read_labels(crowd, w, h)], a["bbox"]
+    assert sum(len(f.read_text().splitlines()) for f in (ours / "crowd").rglob("*.txt")) == 10
 
 
 def test_voc_to_tfrecord_read_back_independently(underground, tmp_path):

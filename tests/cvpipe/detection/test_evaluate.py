@@ -51,6 +51,47 @@ def test_our_average_precision_equals_pycocotools_on_the_same_predictions(seed):
         assert ours.per_class[name].ap50_95 == pytest.approx(coco["per_class"][name]["ap50_95"], abs=1e-9)
 
 
+def with_crowds(images: list[ImageResult], seed: int) -> list[ImageResult]:
+    """The same images, half of them with a crowd region of cats (COCO's iscrowd) and detections on it: cats inside
+    it, a dog, and one cat only half on it."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, im in enumerate(images):
+        if k % 2:
+            out.append(im)
+            continue
+        region = np.array([160.0, 160.0, 250.0, 250.0])
+        xy = rng.uniform(165, 225, (4, 2))
+        on = np.vstack([np.hstack([xy, xy + 15]), [[230, 230, 270, 250]]])  # the last: a fifth of it outside the region
+        out.append(ImageResult.of(im.true_boxes, im.true_classes, np.vstack([im.pred_boxes, on]),
+                                  np.concatenate([im.pred_classes, [0, 0, 0, 1, 0]]),
+                                  np.concatenate([im.pred_scores, rng.uniform(0.3, 0.99, 5)]), [region], [0]))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_detections_on_a_crowd_region_are_ignored_as_pycocotools_ignores_them(seed):
+    plain = noisy_predictions(seed)
+    images = with_crowds(plain, seed)
+    ours, coco = detection_scores(images, NAMES), coco_evaluate(images, [(256, 256)] * len(images), NAMES)
+    for name in ours.present:
+        assert ours.per_class[name].ap50_95 == pytest.approx(coco["per_class"][name]["ap50_95"], abs=1e-9), name
+    assert ours.mean("ap50_95") == pytest.approx(coco["map50_95"], abs=1e-9)
+    # the same detections with the regions forgotten are false: the cat's AP falls (the dog's counts them anyway)
+    forgotten = [ImageResult.of(i.true_boxes, i.true_classes, i.pred_boxes, i.pred_classes, i.pred_scores) for i in images]
+    assert detection_scores(forgotten, NAMES).per_class["cat"].ap50_95 < ours.per_class["cat"].ap50_95
+    assert ours.per_class["dog"].ap50_95 == pytest.approx(detection_scores(forgotten, NAMES).per_class["dog"].ap50_95)
+
+
+def test_a_crowd_region_hides_detections_of_its_class_from_the_counts_and_the_confusion_matrix():
+    cat, crowd = [10, 10, 50, 50], [100, 100, 200, 200]
+    on_crowd = [[110, 110, 130, 130], [150, 150, 190, 190]]
+    image = ImageResult.of([cat], [0], [cat, *on_crowd, [120, 120, 140, 140]], [0, 0, 0, 1], [0.9, 0.8, 0.7, 0.6], [crowd], [0])
+    counts = precision_recall([image], 3, conf=0.25, iou=0.5)
+    assert counts.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]  # the cats on the crowd: neither; the dog there: false
+    assert errors_per_image([image], 3, 0.25, 0.5) == [1]
+
+
 def test_precision_and_recall_count_matches_within_each_class_at_the_confidence():
     a, b = [10, 10, 50, 50], [60, 60, 100, 100]
     images = [
