@@ -99,9 +99,11 @@ class SegmentationTask(TorchTraining):
         """The DSB score per image and per image type on the held-out images, the worst drawn, a submission file."""
         from tqdm.auto import tqdm
 
+        from cvpipe.segmentation import baseline as classical
         from cvpipe.segmentation import evaluate as e
         from cvpipe.segmentation.data import load_images
         from cvpipe.segmentation.instances import instances
+        from cvpipe.segmentation.metrics import dsb_score, image_score
         from cvpipe.segmentation.models import load_trained
         from cvpipe.segmentation.submission import write_submission
 
@@ -120,10 +122,11 @@ class SegmentationTask(TorchTraining):
             probs = predict_probs(model, image, spec, config.input_mode, config.input_size, dev)
             return instances(probs, settings.instances)
 
-        scored = []
+        scored, baseline = [], []
         for k, (image, truth) in zip(idx, tqdm(load_images(data, idx), desc="evaluate", unit="image", disable=None, leave=False),
                                      strict=True):
             scored.append(e.score_image(data.ids[k], data.paths[k], image, truth, predict(image)))
+            baseline.append(image_score(truth, classical.segment(image, settings.instances)))
         # the gallery's images predicted again: the others' pixels are not kept (full DSB images are large)
         chosen = e.worst(scored, settings.gallery)
         pictures = {}
@@ -132,6 +135,9 @@ class SegmentationTask(TorchTraining):
             pictures[s.image_id] = (image, e.overlay(image, truth, predict(image), s.score))
         split_name = f"{held_out} (of stage1_train)" if held_out != split else split
         metrics = e.write_report(out, scored, pictures, title, split_name, settings.gallery)
+        # the classical baseline on the same images, with the same instance settings: what the U-Net must beat
+        metrics |= {"baseline": classical.METHOD,
+                    "baseline_dsb_score": round(dsb_score(baseline), 6) if metrics.get("dsb_score") is not None else None}
         test = data.indices("test")
         # the competition's test images, predicted for a submission file (only its header when there are none)
         predicted = {data.ids[k]: predict(image) for k, (image, _) in
