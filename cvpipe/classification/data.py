@@ -59,7 +59,9 @@ def load_table(manifest_dir: Path, val_fraction: float = 0.2, root: Path | None 
 
     Train/test come from the source layout (Fruits-360 Training/Test, the Simpsons test set); when
     the source has no val split, a stable hashed ``val_fraction`` of the training images becomes
-    val (early stopping and checkpoints watch it), and test stays untouched for evaluation.
+    val (early stopping and checkpoints watch it), and test stays untouched for evaluation. A source
+    with a val split and no test (Training/Validation) has its val held out as test, and val carved
+    from train as above.
     """
     check_fraction(val_fraction)
     manifest = read_manifest_dir(manifest_dir, task="classification", root=root,
@@ -79,6 +81,10 @@ def load_table(manifest_dir: Path, val_fraction: float = 0.2, root: Path | None 
         digests.append(row["sha256"])
         splits.append(split)
     splits_arr = np.array(splits, dtype=object)
+    if not (splits_arr == "test").any() and (splits_arr == "val").any():
+        # Training/Validation without Test (Fruits-360 before its Validation folder was renamed Test): the source's
+        # val is the held-out split, and early stopping watches val_fraction of train instead, never the images scored
+        splits_arr[splits_arr == "val"] = "test"
     if not (splits_arr == "val").any():
         for k, path in enumerate(paths):
             if splits_arr[k] == "train" and unit_hash(path) < val_fraction:

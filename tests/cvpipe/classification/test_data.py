@@ -20,6 +20,23 @@ def test_table_keeps_test_and_carves_a_stable_val_from_train(fruits_manifest):
     assert load_table(fruits_manifest, 0.25).digest() == table.digest() != load_table(fruits_manifest, 0.5).digest()
 
 
+def test_training_and_validation_without_test_holds_validation_out(tmp_path):
+    """The older Fruits-360 layout: Validation is what gets scored, so early stopping watches a share of Training."""
+    import shutil
+
+    from cvpipe.sources.samples import generate
+    from stages import ingest
+
+    raw = generate("fruits360", tmp_path / "raw")
+    shutil.move(raw / "Test", raw / "Validation")
+    ingest.run("fruits360", raw, tmp_path / "manifest")
+    table = load_table(tmp_path / "manifest", 0.25)
+    test = {table.paths[k] for k in table.indices("test")}
+    val = {table.paths[k] for k in table.indices("val")}
+    assert len(test) == 40 and all(p.startswith("Validation/") for p in test)
+    assert val and all(p.startswith("Training/") for p in val)
+
+
 def test_table_refuses_a_detection_manifest_and_a_missing_folder(tmp_path):
     with pytest.raises(DataError, match=r"no dataset\.json"):
         load_table(tmp_path)
