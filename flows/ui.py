@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(said[-1].split(" - ")[-1] if said else f"flows.results exited with {published.returncode}", flush=True)
         print(f"MLflow UI:  http://{args.host}:{args.mlflow_port}", flush=True)
         print(f"Prefect UI: http://{args.host}:{args.prefect_port}", flush=True)
-        print("Ctrl-C stops both. `make serve` runs the deployments (scheduled or started from the UI).", flush=True)
+        print("Ctrl-C stops both. The deployments read 'Not Ready' until `make serve` (another terminal) runs them,"
+              " scheduled or started from the UI.", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(1)
     except RuntimeError as exc:
