@@ -18,7 +18,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run report browser flow ui deploy serve serve-model predict export deploy-pool worker mlflow-server lint test bench clean
+.PHONY: help setup data run realdata report browser flow ui deploy serve serve-model predict export deploy-pool worker mlflow-server lint test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,11 +35,15 @@ $(STAMP): pyproject.toml requirements.lock
 
 data: setup ## Generate any missing sample dataset under data/raw and track it with DVC
 	$(BIN)/python -m stages.samples --out data/raw
-	$(BIN)/dvc add --quiet $$(ls -d data/raw/*/ | sed 's#/$$##')
+	$(BIN)/dvc add --quiet $$(find data/raw -mindepth 1 -maxdepth 1 -type d | sort)  # folders, not the links of make realdata
 
 run: data ## Main job: `dvc repro` on the embedded sample, then one line per registered model
 	$(BIN)/dvc repro
 	$(BIN)/python -m stages.summary
+
+realdata: setup ## The pipeline on the real extracts of ../shared/realdata, each its own dataset (params.realdata.yaml), as a Prefect flow
+	$(BIN)/python -m flows.pipeline --params params.realdata.yaml
+	$(BIN)/python -m stages.summary --params params.realdata.yaml
 
 report: setup ## reports/index.html: every dataset's gate, metrics, pictures, model and history on one offline page
 	$(BIN)/python -m stages.report

@@ -42,7 +42,7 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from cvpipe.core import cli
-from cvpipe.core.errors import CvpipeError, UsageError
+from cvpipe.core.errors import CvpipeError, ParamsError, UsageError
 from cvpipe.core.params import load_params, mapping
 from cvpipe.core.pipeline import StageSpec, content_key, in_order, resolve, upstream
 from cvpipe.tasks import dataset_spec, has_trainer
@@ -151,9 +151,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @task(name="sample", task_run_name="sample@{name}", retries=1, cache_policy=NO_CACHE)
-def sample_task(name: str, source: str, raw: Path, seed: int) -> list[str]:
-    """The dataset's embedded sample, generated if its raw folder is missing."""
-    return samples.run({name: source}, raw, seed)
+def sample_task(name: str, source: str, raw: Path, seed: int, path: str | None = None) -> list[str]:
+    """The dataset's embedded sample, generated if its raw folder is missing; or, with a ``path``, a link to it."""
+    return samples.run({name: source}, raw, seed, links={name: Path(path)} if path else None)
 
 
 @flow(name="pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -194,6 +194,9 @@ def plan(datasets: list[str] | None, stages: list[str] | None, params_file: Path
     for name in [*listed, *(datasets or [])]:
         dataset_spec(params, name)
     names = datasets or listed
+    for name in names:  # a real dataset's folder (datasets.<name>.path) is looked for before anything starts
+        if (path := dataset_spec(params, name).get("path")) and not Path(path).is_dir():
+            raise ParamsError(f"datasets.{name}.path", f"{path} is not a folder here", params_file)
     specs = resolve(ROOT, params_file)
     groups = {s.group for s in specs}
     for group in stages or []:
@@ -210,7 +213,7 @@ def _run(datasets: list[str] | None, stages: list[str] | None, params_file: Path
     seed = params.get("samples", {}).get("seed", 0)
     for name in names:
         spec = dataset_spec(params, name)
-        futures[f"sample@{name}"] = sample_task.submit(name, spec["source"], ROOT / "data/raw", seed)
+        futures[f"sample@{name}"] = sample_task.submit(name, spec["source"], ROOT / "data/raw", seed, spec.get("path"))
         own = [s for s in chosen if s.item == name]
         if not any(s.module == "stages.train" for s in specs if s.item == name):
             why = "has no trainer yet" if not has_trainer(spec["task"]) else "has no train stage in dvc.yaml"

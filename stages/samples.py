@@ -1,17 +1,21 @@
 """Generate the embedded sample datasets in their native layouts (deterministic from a seed).
 
-    python -m stages.samples --out data/raw [--dataset NAME ...] [--seed 0] [--force]
+    python -m stages.samples --out data/raw [--dataset NAME ...] [--seed 0] [--force] [--params params.yaml]
+
+A dataset with a ``path`` (params.realdata.yaml's real extracts) is linked there instead: data/raw/<name>
+becomes a link to that folder, whose files are read where they lie.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from cvpipe.core import cli
-from cvpipe.core.errors import ParamsError
+from cvpipe.core.errors import DataError, ParamsError
 from cvpipe.core.params import load_params, lookup, mapping, number
 from cvpipe.sources import SOURCES
 from cvpipe.sources.samples import generate
@@ -20,13 +24,20 @@ from cvpipe.tasks import dataset_spec
 log = logging.getLogger(__name__)
 
 
-def run(datasets: dict[str, str], out: Path, seed: int = 0, force: bool = False) -> list[str]:
-    """Write each ``name -> source`` sample to ``out/<name>`` unless it is there; return those written."""
+def run(datasets: dict[str, str], out: Path, seed: int = 0, force: bool = False, links: dict[str, Path] | None = None) -> list[str]:
+    """Write each ``name -> source`` sample to ``out/<name>`` unless it is there; return those written. A dataset
+    in ``links`` (``datasets.<name>.path``) gets ``out/<name>`` as a link to that folder instead, never a copy."""
+    links = links or {}
     for name, source in datasets.items():
         if source not in SOURCES:
             raise ParamsError(f"datasets.{name}.source", f"is {source!r}; sample data exists for {', '.join(SOURCES)}")
     written = []
+    for name, folder in links.items():
+        if link(name, folder, out):
+            written.append(name)
     for name, source in datasets.items():
+        if name in links:
+            continue
         target = out / name
         if target.exists() and not force:
             log.info("%s: %s exists, kept (use --force to regenerate)", name, target)
@@ -35,6 +46,31 @@ def run(datasets: dict[str, str], out: Path, seed: int = 0, force: bool = False)
         log.info("%s: sample written to %s", name, target)
         written.append(name)
     return written
+
+
+def link(name: str, folder: Path, out: Path) -> bool:
+    """``out/name`` as a link to ``folder`` (made atomically); False if it already is one. A real folder there is
+    kept and named: nothing of it is replaced."""
+    if not folder.is_dir():
+        raise ParamsError(f"datasets.{name}.path", f"{folder} is not a folder here")
+    target = out / name
+    if target.is_symlink():
+        if target.resolve() == folder.resolve():
+            return False
+    elif target.exists():
+        raise DataError(target, f"exists and is not a link; move it away to use datasets.{name}.path ({folder})")
+    out.mkdir(parents=True, exist_ok=True)
+    staged = out / f".{name}.link"
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(folder.resolve(), target_is_directory=True)
+    os.replace(staged, target)
+    log.info("%s: %s links to %s", name, target, folder)
+    return True
+
+
+def links_of(params: dict, names) -> dict[str, Path]:
+    """``datasets.<name>.path`` of those of ``names`` that have one."""
+    return {name: Path(spec["path"]) for name in names if "path" in (spec := dataset_spec(params, name))}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -51,7 +87,7 @@ def execute(args: argparse.Namespace) -> list[str]:
     params = load_params(args.params)
     chosen = {name: dataset_spec(params, name)["source"] for name in (args.dataset or mapping(params.get("datasets"), "datasets"))}
     seed = args.seed if args.seed is not None else number(lookup(params, "samples.seed", 0), "samples.seed", integer=True)
-    return run(chosen, args.out, seed, args.force)
+    return run(chosen, args.out, seed, args.force, links_of(params, chosen))
 
 
 def main(argv: list[str] | None = None) -> int:

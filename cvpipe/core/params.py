@@ -19,8 +19,15 @@ DEFAULT_PARAMS = Path("params.yaml")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
-    """The parsed ``params.yaml``; a missing or malformed file is a one-line error naming it."""
-    path = Path(path)
+    """The parsed ``params.yaml``; a missing or malformed file is a one-line error naming it.
+
+    A file whose top level has ``extends: <file>`` (relative to it) is an overlay: :func:`overlay` of its
+    sections over that file's (``params.realdata.yaml`` extends ``params.yaml``).
+    """
+    return _load(Path(path), ())
+
+
+def _load(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -30,7 +37,32 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
         raise DataError(path, f"malformed YAML: {getattr(exc, 'problem', exc)}", mark.line + 1 if mark else None) from exc
     if not isinstance(data, dict):
         raise DataError(path, "expected a mapping of sections at the top level")
-    return data
+    base = data.pop(EXTENDS, None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ParamsError(EXTENDS, f"expected the name of the parameters file this one overrides, got {base!r}", path)
+    base_path = path.parent / base
+    if base_path.resolve() in {p.resolve() for p in (*seen, path)}:
+        raise ParamsError(EXTENDS, f"{base} extends this file again (a cycle)", path)
+    return overlay(_load(base_path, (*seen, path)), data)
+
+
+EXTENDS = "extends"
+REPLACED = frozenset({"datasets"})  # top-level sections an overlay states in full
+
+
+def overlay(base: dict[str, Any], over: dict[str, Any], top: bool = True) -> dict[str, Any]:
+    """``over``'s values in place of ``base``'s: mappings merge key by key (``classification.datasets`` gains the
+    overlay's datasets), anything else is replaced (lists included); the top-level ``datasets``, the list of what
+    runs, is replaced whole, so an overlay runs its own datasets and none of the base's."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and not (top and key in REPLACED):
+            merged[key] = overlay(base[key], value, top=False)
+        else:
+            merged[key] = value
+    return merged
 
 
 def lookup(params: dict[str, Any], key: str, default: Any = ...) -> Any:

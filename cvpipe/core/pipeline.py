@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shlex
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import yaml
 
 from cvpipe.core.errors import DataError
-from cvpipe.core.params import lookup
+from cvpipe.core.params import load_params, lookup
 
 
 @dataclass(frozen=True)
@@ -67,9 +66,10 @@ def resolve(root: Path = Path("."), params_file: Path | None = None) -> list[Sta
     params_file = Path(params_file) if params_file is not None else root / "params.yaml"
     if not params_file.is_file():
         raise DataError(params_file, "parameters file not found")
+    params = load_params(params_file)  # an overlay (``extends:``) merged over its base
     with tempfile.TemporaryDirectory(prefix="cvpipe-dvc-") as tmp:
-        # DVC interpolates from the params.yaml beside dvc.yaml; give it the chosen file under that name
-        shutil.copyfile(params_file, Path(tmp) / "params.yaml")
+        # DVC interpolates from the params.yaml beside dvc.yaml; give it the chosen parameters under that name
+        (Path(tmp) / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
         repo = SimpleNamespace(fs=LocalFileSystem(), config={})
         try:
             stages = DataResolver(repo, os.path.abspath(tmp), data).resolve()["stages"]

@@ -115,7 +115,8 @@ def table(lines: list[ModelLine]) -> list[str]:
                         line.gate.verdict if line.gate else "not run",
                         f"{line.metric} {_score(line.score)}" if line.model else "-",
                         _registry(line)) for line in lines]
-    head = f"{len(done)} of {len(lines)} models" if len(done) < len(lines) else f"{len(lines)} models"
+    models = "model" if len(lines) == 1 else "models"
+    head = f"{len(done)} of {len(lines)} {models}" if len(done) < len(lines) else f"{len(lines)} {models}"
     out = [f"{head} registered in MLflow; images and score: each model's held-out split"]
     out += _columns(rows)
     if any(not line.promoted and line.champion_version for line in done):

@@ -32,7 +32,9 @@ SCORERS: dict[str, str] = {
     "dsb-score": "cvpipe.segmentation.submission:score_submission",  # Data Science Bowl 2018 (ImageId,EncodedPixels)
 }
 
-DATASET_KEYS = ("source", "task", "modes", "warn")  # what a dataset of params.yaml's `datasets` may say
+# what a dataset of params.yaml's `datasets` may say; `path`: an existing folder of that layout, linked as
+# data/raw/<name> (never copied) instead of a generated sample
+DATASET_KEYS = ("source", "task", "modes", "warn", "path")
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,8 @@ def dataset_spec(params: dict[str, Any], dataset: str) -> dict[str, Any]:
         if not isinstance(spec.get(entry), str):
             raise ParamsError(f"{key}.{entry}", "missing (every dataset names its source layout and its task)")
     choice(spec["task"], f"{key}.task", TASKS)
+    if "path" in spec and not (isinstance(spec["path"], str) and spec["path"]):
+        raise ParamsError(f"{key}.path", f"is {spec['path']!r}; give the folder that holds the dataset in its native layout")
     return spec
 
 

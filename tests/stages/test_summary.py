@@ -107,3 +107,19 @@ def test_main_prints_the_summary_and_names_a_missing_pipeline(tmp_path, capsys):
     captured = capsys.readouterr()
     error = (captured.err + captured.out).strip().splitlines()
     assert len(error) == 1 and "dvc.yaml" in error[0]
+
+
+def test_an_overlay_lists_only_its_own_datasets(tmp_path):
+    """An overlay's task sections also hold its base's datasets (they merge); the summary lists only its ``datasets``."""
+    root = _project(tmp_path)
+    (root / "real.yaml").write_text("extends: params.yaml\n"
+                                    "datasets:\n  real-set: {source: imagefolder, task: classification}\n"
+                                    "classification:\n  datasets:\n    real-set: {epochs: 1}\n")
+    _gate(root, "real-set", 12)
+    _registered(root, "real-set", 4, model_name="real-set-classifier", version="1", alias="champion", promoted=True,
+                metric="macro_f1", score=0.5)
+    lines = summary.run(root, root / "real.yaml")
+    assert lines[0].startswith("1 model registered")
+    rows = [line.split() for line in lines[2:] if line.startswith("  ") and not line.startswith("   ")]
+    assert rows[0][:4] == ["real-set", "classification", "4", "passed"], lines
+    assert len([row for row in rows if row[0] in {"fruits360", "simpsons", "coco", "underground", "dsb2018"}]) == 0, lines
