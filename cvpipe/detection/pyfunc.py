@@ -65,8 +65,9 @@ class Detector(mlflow.pyfunc.PythonModel):
         rows = []
         images = decode_images(model_input, lambda image: np.asarray(image.convert("RGB"), dtype=np.uint8))
         for boxes, classes, scores in self.detect(images, float(settings["conf"]), float(settings["iou"]), int(settings["max_det"])):
-            rows.append({"boxes": [[round(float(v), 2) for v in b] for b in boxes], "classes": [self.names[c] for c in classes],
-                         # unrounded: the AP ranks by score, and a young network's scores differ in the 6th place
+            # unrounded, as ultralytics gives them: the AP ranks by score (a young network's scores differ in the
+            # 6th place) and matches at IoU thresholds that a box rounded to 0.01 px crosses (mAP50-95 0.8823 vs 0.8818)
+            rows.append({"boxes": [[float(v) for v in b] for b in boxes], "classes": [self.names[c] for c in classes],
                          "scores": [float(s) for s in scores]})
         return pd.DataFrame(rows, columns=["boxes", "classes", "scores"])
 

@@ -84,10 +84,11 @@ def test_the_pyfunc_gives_ultralytics_the_pixels_it_reads_from_the_file_and_find
     detector.model.predict = lambda source, **kw: seen.append(source) or predict(source, **kw)
     found = loaded.predict(images_frame([tmp_path / "x.png"]), params={"conf": 0.0001, "max_det": 10}).iloc[0]
     assert np.array_equal(seen[0], cv2.imread(str(tmp_path / "x.png")))  # BGR, as ultralytics loads files
-    assert np.allclose(found["boxes"], direct.boxes.xyxy.numpy(), atol=0.01)
+    # the network's boxes and scores as they are: an untrained net scores its boxes within 1e-6 of each other, and
+    # scores rounded to 4 places would tie them; boxes rounded to 0.01 px cross IoU thresholds; either way the
+    # registry's AP would differ from the evaluation's
+    assert found["boxes"] == direct.boxes.xyxy.double().tolist()
     assert found["classes"] == [NAMES[int(c)] for c in direct.boxes.cls]
-    # the network's scores as they are: an untrained net scores its boxes within 1e-6 of each other, and scores
-    # rounded to 4 places would tie them, so that the registry's AP (which ranks by score) would be another
     assert found["scores"] == direct.boxes.conf.double().tolist()
 
 
