@@ -23,7 +23,7 @@ class Probabilities(nn.Module):
     def forward(self, pixels):
         import torch
 
-        return torch.sigmoid(self.network(normalise(to_float(pixels), self.spec)).float())
+        return torch.sigmoid(self.network(normalise(to_float(pixels, self.spec), self.spec)).float())
 
 
 def export(model: Any, fmt: str, out: Path) -> dict[str, Any]:
@@ -43,6 +43,9 @@ def export(model: Any, fmt: str, out: Path) -> dict[str, Any]:
         preprocess = f"decode to RGB, pad bottom and right with zeros to multiples of {m}; crop the output back to the image"
     path = export_module(Probabilities(model.model, spec), example, fmt, out, dynamic)
     normalisation: dict[str, Any] = {"in_graph": True, "scale": 1 / 255}
+    if spec.get("input_scaling", "unit") == "min_max":
+        normalisation = {"in_graph": True, "min_max": "each image's channels stretched from their minimum to their maximum "
+                                                      "(pad by repeating the image, not with zeros, or the minimum moves)"}
     if spec["architecture"] == "smp_unet":
         normalisation |= {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
     channels = ["nucleus"] + (["border"] if spec["out_channels"] == 2 else [])

@@ -26,6 +26,7 @@ from cvpipe.tasks.training import ALONE, EarlyStopping, FitResult, LoopState, Ra
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 INPUT_MODES = ("crop", "resize")
+INPUT_SCALINGS = ("unit", "min_max")  # pixels / 255; or each image's channels stretched from their own min to max
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -50,6 +51,7 @@ class SegmentationConfig:
     border: bool = False  # a second target: the contact pixels of touching nuclei
     input_mode: str = "crop"  # crop: random input_size crops, whole images predicted; resize: to input_size
     input_size: int = 96
+    input_scaling: str = "unit"  # min_max: a dim fluorescence image looks to the network as a bright one does
     crops_per_image: int = 2
     epochs: int = 30
     batch_size: int = 16
@@ -70,6 +72,7 @@ class SegmentationConfig:
         choice(self.architecture, "architecture", ARCHITECTURES)
         choice(self.optimizer, "optimizer", OPTIMIZERS)
         choice(self.input_mode, "input_mode", INPUT_MODES)
+        choice(self.input_scaling, "input_scaling", INPUT_SCALINGS)
         for name in ("base", "depth", "input_size", "crops_per_image", "epochs", "batch_size", "patience"):
             number(getattr(self, name), name, integer=True, minimum=1)
         number(self.lr_patience, "lr_patience", integer=True, minimum=0)
@@ -103,6 +106,8 @@ class SegmentationConfig:
     def spec(self) -> dict:
         """What rebuilds the model (saved with it)."""
         common = {"architecture": self.architecture, "out_channels": 2 if self.border else 1}
+        if self.input_scaling != "unit":  # absent means unit: the models saved before the option rebuild as they were
+            common["input_scaling"] = self.input_scaling
         if self.architecture == "unet":
             return common | {"base": self.base, "depth": self.depth, "dropout": self.dropout}
         return common | {"encoder": self.encoder, "depth": 5}
@@ -125,9 +130,15 @@ class SegmentationConfig:
         return asdict(self)
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 NCHW -> float in [0, 1]."""
-    return images.float() / 255.0
+def to_float(images: torch.Tensor, spec: dict | None = None) -> torch.Tensor:
+    """uint8 (or 0-255 float) NCHW of whole images -> float in [0, 1]: divided by 255, or (``spec``'s
+    input_scaling min_max) each image's channels stretched from their own minimum to maximum (a flat channel is 0).
+    Whole images: training scales them before cropping, so a crop sees what the whole image gives it."""
+    x = images.float()
+    if spec is None or spec.get("input_scaling", "unit") == "unit":
+        return x / 255.0
+    low, high = x.amin((2, 3), keepdim=True), x.amax((2, 3), keepdim=True)
+    return (x - low) / (high - low).clamp(min=1.0)
 
 
 def normalise(images: torch.Tensor, spec: dict) -> torch.Tensor:
@@ -167,8 +178,9 @@ class CropBatches:
         if config.input_mode == "resize":
             pairs = [resized(i, t, size) for i, t in zip(images, targets, strict=True)]
             images, targets = [p[0] for p in pairs], [p[1] for p in pairs]
-        # images smaller than a crop are padded once, so every crop has the full size
-        self.images = [pad_to(i.transpose(2, 0, 1), (max(size, i.shape[0]), max(size, i.shape[1]))) for i in images]
+        # scaled whole (to_float); images smaller than a crop are padded once, so every crop has the full size
+        scaled = [to_float(torch.from_numpy(np.ascontiguousarray(i.transpose(2, 0, 1)))[None], config.spec)[0].numpy() for i in images]
+        self.images = [pad_to(i, (max(size, i.shape[1]), max(size, i.shape[2]))) for i in scaled]
         self.targets = [pad_to(t, (max(size, t.shape[1]), max(size, t.shape[2]))) for t in targets]
         self.config, self.generator, self.device = config, generator, device
         self.repeats = config.crops_per_image if config.input_mode == "crop" else 1
@@ -191,7 +203,7 @@ class CropBatches:
                 left = int(corners[j, 1] * (image.shape[2] - size + 1))
                 xs.append(image[:, top : top + size, left : left + size])
                 ys.append(target[:, top : top + size, left : left + size])
-            x = to_float(torch.from_numpy(np.stack(xs)))
+            x = torch.from_numpy(np.stack(xs))
             y = torch.from_numpy(np.stack(ys)).float()
             x, y = self.augment(x, y)
             yield normalise(x, self.config.spec).to(self.device), y.to(self.device)
@@ -246,7 +258,7 @@ def predict_logits(model: nn.Module, image: np.ndarray, spec: dict, input_mode: 
         x = pad_to(image.transpose(2, 0, 1), (-(-h // m) * m, -(-w // m) * m))
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-        logits = model(normalise(to_float(torch.from_numpy(np.ascontiguousarray(x))[None]), spec).to(device)).float()
+        logits = model(normalise(to_float(torch.from_numpy(np.ascontiguousarray(x))[None], spec), spec).to(device)).float()
     if input_mode == "resize":
         logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
     return logits[0, :, :h, :w].cpu()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cvpipe.core.errors import DataError, ParamsError
-from cvpipe.segmentation.fit import CropBatches, SegmentationConfig, bce_dice, fit, predict_probs
+from cvpipe.segmentation.fit import CropBatches, SegmentationConfig, bce_dice, fit, predict_logits, predict_probs, to_float
 from cvpipe.segmentation.models import UNet, build_model, load_encoder_weights
 
 
@@ -32,7 +32,8 @@ SMALL = {"base": 4, "depth": 2, "input_size": 32, "batch_size": 4, "epochs": 6, 
 @pytest.mark.parametrize("section, key", [
     ({"input_size": 90}, "input_size"), ({"architecture": "segnet"}, "architecture"), ({"optimizer": "lbfgs"}, "optimizer"),
     ({"augment": {"rot45": True}}, "augment.rot45"), ({"augment": {"brightness": 2}}, "augment.brightness"),
-    ({"dropout": 0.5}, "dropout"), ({"encoder_weights": 3}, "encoder_weights"), ({"epochs": "10"}, "epochs"),
+    ({"dropout": 0.5}, "dropout"), ({"input_scaling": "zscore"}, "input_scaling"),
+    ({"encoder_weights": 3}, "encoder_weights"), ({"epochs": "10"}, "epochs"),
     # smp's encoder and weights file are named by the config, before any image is read
     ({"architecture": "smp_unet", "encoder": "resnet9000"}, "encoder: is 'resnet9000'"),
     ({"architecture": "smp_unet", "encoder_weights": "/nonexistent/r18.pt"}, "encoder_weights: /nonexistent/r18.pt: no such file"),
@@ -78,6 +79,26 @@ def test_images_smaller_than_a_crop_are_padded_and_predicted_whole():
     assert x.shape[1:] == (3, 32, 32) and y.shape[1:] == (1, 32, 32)
     model = build_model(config.spec)
     assert predict_probs(model, images[0][:7, :5], config.spec, "crop", 32, torch.device("cpu")).shape == (1, 7, 5)
+
+
+def test_min_max_scaling_shows_a_dim_image_as_its_bright_twin_in_training_and_prediction():
+    images, targets = blobs(5, n=2, size=48)
+    dim = [(im // 4 + 3).astype(np.uint8) for im in images]  # a quarter of the signal on a raised floor
+    config = SegmentationConfig.from_params(SMALL | {"input_scaling": "min_max", "augment": {"flips": False, "rot90": False}})
+    assert config.spec["input_scaling"] == "min_max" and "input_scaling" not in SegmentationConfig.from_params(SMALL).spec
+    whole = to_float(torch.from_numpy(images[0].transpose(2, 0, 1).copy())[None], config.spec)
+    assert whole.amin() == 0 and whole.amax() == 1
+    # a crop is scaled by its whole image's range, so what training sees is what prediction sees
+    crops = [x for x, _ in CropBatches(dim, targets, config, torch.Generator().manual_seed(0), torch.device("cpu"))]
+    scaled = [to_float(torch.from_numpy(d.transpose(2, 0, 1).copy())[None], config.spec)[0] for d in dim]
+    for crop in torch.cat(crops):
+        assert any((s.unfold(1, 32, 1).unfold(2, 32, 1).permute(1, 2, 0, 3, 4) == crop).all((2, 3, 4)).any() for s in scaled)
+    assert float(crops[0].amax()) > 0.9  # the dim image's nuclei reach the top of the range
+    model = build_model(config.spec)
+    bright, faint = (predict_logits(model, im, config.spec, "crop", 32, torch.device("cpu")) for im in (images[0], dim[0]))
+    assert torch.allclose(bright, faint, atol=0.05)  # // 4 loses a little: the two differ by rounding only
+    unit = SegmentationConfig.from_params(SMALL).spec
+    assert not torch.allclose(*(predict_logits(model, im, unit, "crop", 32, torch.device("cpu")) for im in (images[0], dim[0])), atol=0.05)
 
 
 def test_bce_dice_is_low_for_the_right_answer_and_high_for_the_wrong_one():
