@@ -178,8 +178,10 @@ class CropBatches:
         if config.input_mode == "resize":
             pairs = [resized(i, t, size) for i, t in zip(images, targets, strict=True)]
             images, targets = [p[0] for p in pairs], [p[1] for p in pairs]
-        # scaled whole (to_float); images smaller than a crop are padded once, so every crop has the full size
-        scaled = [to_float(torch.from_numpy(np.ascontiguousarray(i.transpose(2, 0, 1)))[None], config.spec)[0].numpy() for i in images]
+        # scaled whole (to_float); images smaller than a crop are padded once, so every crop has the full size.
+        # The pixels stay where the HWC image has them (a C x H x W view): the batches keep that memory layout, in
+        # which the contrast jitter's mean and the convolutions sum, so the weights keep their bytes.
+        scaled = [to_float(torch.from_numpy(i.copy())[None].permute(0, 3, 1, 2), config.spec)[0].numpy() for i in images]
         self.images = [pad_to(i, (max(size, i.shape[1]), max(size, i.shape[2]))) for i in scaled]
         self.targets = [pad_to(t, (max(size, t.shape[1]), max(size, t.shape[2]))) for t in targets]
         self.config, self.generator, self.device = config, generator, device
@@ -203,7 +205,7 @@ class CropBatches:
                 left = int(corners[j, 1] * (image.shape[2] - size + 1))
                 xs.append(image[:, top : top + size, left : left + size])
                 ys.append(target[:, top : top + size, left : left + size])
-            x = torch.from_numpy(np.stack(xs))
+            x = torch.from_numpy(np.stack(xs)).clone()  # torch's own memory, as the weights' bytes were recorded with
             y = torch.from_numpy(np.stack(ys)).float()
             x, y = self.augment(x, y)
             yield normalise(x, self.config.spec).to(self.device), y.to(self.device)
