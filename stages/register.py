@@ -9,10 +9,14 @@ per-epoch metrics from ``history.csv``, the evaluation metrics and files, the da
 the train stage ran with), and the task's model (pyfunc, with signature and input example) as a new
 version of ``<dataset>-<kind>`` (the task's ``model_kind``). Promotion gate: the current ``@champion``
 and the new version are both loaded back from the registry and scored on the same evaluation split;
-the new version takes ``champion`` only if the task's primary metric
-is higher by more than ``registry.margin`` and no class's score drops by more than
-``registry.tolerance``; otherwise it gets ``challenger``. Decision and reason are tags on the run
-and the version, and are written to ``--out`` (``reports/register/<dataset>.json``). A split that cannot
+the new version takes ``champion`` only on evidence: the lower bound of the paired bootstrap interval of
+the difference in the task's primary metric (both models rescored on the same ``registry.resamples`` resamples
+of the images, seeded with ``registry.seed``, at ``registry.confidence``; :mod:`cvpipe.mlops.evidence`) must be
+above ``registry.min_delta``, and no class's score may drop by more than ``registry.tolerance``; otherwise it
+gets ``challenger``. The decision, its reason, the interval and the per-class changes are tags on the version
+and the run (and the run's ``promotion.json``), and are written to ``--out`` (``reports/register/<dataset>.json``).
+Every decision is also recorded on its version with who made it and when, so the versions are the promotion
+history: ``python -m stages.register --history NAME`` prints it. A split that cannot
 define the primary metric (metrics.json holds it as null with the reason under ``undefined``: no object,
 no nucleus) never promotes: the version gets ``challenger`` and the reason names the split.
 
@@ -35,8 +39,9 @@ import csv
 import json
 import logging
 import sys
+import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,15 +52,19 @@ from cvpipe.core.errors import DataError
 from cvpipe.core.io import write_json
 from cvpipe.core.params import cpu_threads, load_params, registry_settings
 from cvpipe.data.manifest import ManifestDir, read_manifest_dir
+from cvpipe.mlops.evidence import BootstrapSettings, paired_difference
 from cvpipe.mlops.registry import (
     CHALLENGER,
     CHAMPION,
+    DECIDED_AT_TAG,
+    DECIDED_BY_TAG,
     DEFAULT_ROOT,
     REPLACES_TAG,
     Decision,
     Reconciled,
     alias_version,
     await_turn,
+    decided_by,
     dvc_lineage,
     ensure_experiment,
     flatten,
@@ -63,6 +72,7 @@ from cvpipe.mlops.registry import (
     open_store,
     process_tags,
     promotion_decision,
+    promotion_history,
     reconcile,
     undefined_decision,
 )
@@ -96,21 +106,24 @@ class RegisterResult:
     score: float | None  # None: the split cannot define the metric (the reason says why; never promoted)
     champion_score: float | None
     champion_version: str | None
+    difference: dict[str, Any] | None = None  # score - champion_score, its paired bootstrap interval (Interval.record)
+    changes: dict[str, float] = field(default_factory=dict)  # per class (image type): score - the champion's
     reconciled_runs: tuple[str, ...] = ()  # runs of killed earlier attempts, ended as KILLED before this one
     reconciled_versions: tuple[str, ...] = ()  # their versions, marked abandoned
 
 
 @dataclass(frozen=True)
 class Gate:
-    """How the new version is gated: ``registry.margin`` and ``registry.tolerance``, on ``split``, computed with
-    ``train.cpu_threads`` threads (as evaluate computed its scores), after waiting up to ``registry.wait_s`` for
-    another register of the dataset to decide an older version."""
+    """How the new version is gated: ``registry.min_delta`` and ``registry.tolerance``, the bootstrap's settings, on
+    ``split``, computed with ``train.cpu_threads`` threads (as evaluate computed its scores), after waiting up to
+    ``registry.wait_s`` for another register of the dataset to decide an older version."""
 
-    margin: float
+    min_delta: float
     tolerance: float
     cpu_threads: int
     split: str = "test"
     wait_s: float = 900.0  # registry.wait_s: how long to wait for another register's decision on an older version
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
 
 
 def run(
@@ -166,9 +179,11 @@ def run(
         new, old, decision = _gate(implementation, name, version, champion, data, gate, evaluated)
         alias = CHAMPION if decision.promote else CHALLENGER
         metric = implementation.primary_metric
-        _mark(client, name, version, alias, decision.reason, metric, new, old, champion)
+        _mark(client, name, version, alias, decision, metric, new, old, champion, gate.bootstrap)
         return RegisterResult(name, version, alias, decision.promote, decision.reason, active.info.run_id, metric,
-                              _rounded(new), _rounded(old), champion, reconciled.runs, reconciled.versions)
+                              _rounded(new), _rounded(old), champion,
+                              decision.difference.record() if decision.difference else None,
+                              {g: round(v, 6) for g, v in sorted(decision.changes.items())}, reconciled.runs, reconciled.versions)
 
 
 def _gate(implementation: Task, name: str, version: str, champion: str | None, data: Any, gate: Gate,
@@ -182,8 +197,13 @@ def _gate(implementation: Task, name: str, version: str, champion: str | None, d
     if undefined is not None:
         return Scores(None, new.per_group), None, undefined_decision(metric, gate.split, undefined)
     old = implementation.score(f"models:/{name}@{CHAMPION}", data, gate.split, gate.cpu_threads) if champion else None
-    decision = promotion_decision(new.primary, new.per_group, old.primary if old else None, old.per_group if old else None,
-                                  gate.margin, gate.tolerance, metric, implementation.group_name)
+    if old is None:
+        return new, None, promotion_decision(new.primary, new.per_group, None, None, gate.min_delta, gate.tolerance, metric)
+    if old.primary is None or new.rescore is None or old.rescore is None:
+        raise DataError(Path(gate.split), f"the {metric} of {name} cannot be compared image by image with its champion's")
+    difference = paired_difference((new.primary, new.rescore), (old.primary, old.rescore), new.images, old.images, gate.bootstrap)
+    decision = promotion_decision(new.primary, new.per_group, old.primary, old.per_group, gate.min_delta, gate.tolerance,
+                                  metric, implementation.group_name, difference)
     return new, old, decision
 
 
@@ -215,20 +235,34 @@ def _log_run(dataset: str, implementation: Task, model_dir: Path, eval_dir: Path
     mlflow.log_input(data, context="training")
 
 
-def _mark(client: Any, name: str, version: str, alias: str, reason: str, metric: str, new: Scores, old: Scores | None,
-          champion: str | None) -> None:
-    """The decision as tags on the version and the run, then the alias moved to the version."""
+def _mark(client: Any, name: str, version: str, alias: str, decision: Decision, metric: str, new: Scores, old: Scores | None,
+          champion: str | None, bootstrap: BootstrapSettings) -> None:
+    """The decision as tags on the version and the run (and the run's ``promotion.json``), then the alias moved."""
     import mlflow
 
+    d = decision.difference
+    worst = min(decision.changes.items(), key=lambda kv: kv[1], default=("", None))
     gate = {
         "promotion.decision": alias,
-        "promotion.reason": reason,
+        "promotion.reason": decision.reason,
         "promotion.metric": metric,
         f"promotion.{metric}": "undefined" if new.primary is None else f"{new.primary:.6f}",
         "promotion.champion_version": champion or "",
         f"promotion.champion_{metric}": f"{old.primary:.6f}" if old and old.primary is not None else "",
+        "promotion.difference": f"{d.estimate:+.6f}" if d else "",
+        "promotion.interval": f"[{d.low:+.6f}, {d.high:+.6f}] at {d.confidence:g}, {d.resamples} resamples of {d.images} images"
+                              if d else "",
+        "promotion.worst_change": f"{worst[0]} {worst[1]:+.6f}" if worst[1] is not None else "",
         REPLACES_TAG: alias_version(client, name, alias) or "",
+        DECIDED_AT_TAG: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        DECIDED_BY_TAG: decided_by(),
     }
+    mlflow.log_dict({"decision": alias, "reason": decision.reason, "metric": metric, "score": new.primary,
+                     "champion_version": champion, "champion_score": old.primary if old else None,
+                     "difference": d.record() if d else None, "bootstrap": bootstrap.record(),
+                     "changes": dict(sorted(decision.changes.items()))}, "promotion.json")
+    if d:
+        mlflow.log_metrics({"promotion_difference": d.estimate, "promotion_ci_low": d.low, "promotion_ci_high": d.high})
     # the version's tags before the alias: a run killed after moving the alias must say where it was
     for key, value in gate.items():
         client.set_model_version_tag(name, version, key, value)
@@ -263,7 +297,8 @@ def _json(path: Path) -> dict:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m stages.register``."""
-    parser = argparse.ArgumentParser(prog="python -m stages.register", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m stages.register", description=__doc__.splitlines()[0],
+                                     epilog="python -m stages.register --history NAME prints a registered model's promotions.")
     parser.add_argument("--dataset", required=True, help="a dataset listed in params.yaml")
     parser.add_argument("--model-dir", type=Path, required=True, help="the trained model folder (models/<dataset>)")
     parser.add_argument("--eval-dir", type=Path, required=True, help="its evaluation (reports/evaluate/<dataset>)")
@@ -281,18 +316,49 @@ def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> R
     params = load_params(args.params) if params is None else params
     pin_kernels(pinned(params))  # before any tensor work: the same bytes on every x86-64 CPU
     task = dataset_task(params, args.dataset)
-    margin, tolerance, wait_s = registry_settings(params)
-    gate = Gate(margin, tolerance, cpu_threads(params), wait_s=wait_s)
+    r = registry_settings(params)
+    gate = Gate(r.min_delta, r.tolerance, cpu_threads(params), wait_s=r.wait_s,
+                bootstrap=BootstrapSettings(r.confidence, r.resamples, r.seed))
     result = run(args.dataset, task, args.model_dir, args.eval_dir, args.manifest_dir, gate, evaluate_settings(params, task),
                  args.data_dir, args.lineage)
-    write_json(args.out, {k: v for k, v in asdict(result).items() if k not in NOT_REPORTED})
+    write_json(args.out, report(result))
     log.info("MLflow run %s", result.run_id)
     log.info("%s version %s -> @%s: %s", result.model_name, result.version, result.alias, result.reason)
     return result
 
 
+def report(result: RegisterResult) -> dict[str, Any]:
+    """``reports/register/<dataset>.json``: the outcome; the gate's evidence (``difference``, ``changes``) where there
+    was a champion to compare with (a first version's report is the same bytes as before the gate had intervals)."""
+    return {k: v for k, v in asdict(result).items()
+            if k not in NOT_REPORTED and not (k in ("difference", "changes") and not v)}
+
+
+def get_history_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m stages.register --history NAME``."""
+    parser = argparse.ArgumentParser(prog="python -m stages.register",
+                                     description="Print a registered model's promotion history: every version's decision, "
+                                                 "when, by whom, the version it replaced and why.")
+    parser.add_argument("--history", metavar="NAME", required=True, help="a registered model (fruits360-classifier)")
+    return parser
+
+
+def history(args: argparse.Namespace) -> list[str]:
+    """Print the promotion history of ``--history NAME`` (MLFLOW_TRACKING_URI honoured); return its lines."""
+    from mlflow import MlflowClient
+
+    open_store(DEFAULT_ROOT, write=False)
+    lines = [f"{'version':<5} {'decided (UTC)':<20} {'by':<24} {'decision':<22} reason"]
+    lines += [entry.line() for entry in promotion_history(MlflowClient(), args.history)]
+    print("\n".join(lines))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m stages.register``: 0, or 1 with one error line."""
+    """``python -m stages.register`` (or ``--history NAME``): 0, or 1 with one error line."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--history" or a.startswith("--history=") for a in argv):
+        return cli.main(get_history_parser(), history, argv)
     return cli.main(get_args_parser(), execute, argv)
 
 

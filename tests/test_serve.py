@@ -97,7 +97,7 @@ def served(fruits_manifest, tmp_path, monkeypatch):  # noqa: F811
     compute = Compute("auto", 2, None)
     train.run("classification", fruits_manifest, tmp_path / "model", TrainConfig.from_params(params), compute)
     evaluate.run("classification", tmp_path / "model", fruits_manifest, tmp_path / "eval", None, compute)
-    gate = register.Gate(margin=0.0, tolerance=0.05, cpu_threads=2)
+    gate = register.Gate(min_delta=0.0, tolerance=0.05, cpu_threads=2)
     assert register.run("fruits", "classification", tmp_path / "model", tmp_path / "eval", fruits_manifest, gate).alias == "champion"
 
     port = free_port()

@@ -59,6 +59,14 @@ class Scores:
         }
 
 
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, classes: int) -> float:
+    """scikit-learn's macro F1 over all ``classes`` labels (``zero_division=0``) from counts alone: 2 TP / (true +
+    predicted) per class, 0 for a class neither true nor predicted. Fast enough to rescore bootstrap resamples."""
+    tp = np.bincount(y_true[y_true == y_pred], minlength=classes)
+    counted = np.bincount(y_true, minlength=classes) + np.bincount(y_pred, minlength=classes)
+    return float(np.mean(np.divide(2.0 * tp, counted, out=np.zeros(classes), where=counted > 0)))
+
+
 def score(y_true: np.ndarray, y_pred: np.ndarray, names: list[str]) -> Scores:
     labels = list(range(len(names)))
     cm = confusion_matrix(y_true, y_pred, labels=labels)

@@ -176,7 +176,7 @@ class ClassificationTask(TorchTraining):
         import mlflow.pyfunc
         import numpy as np
 
-        from cvpipe.classification.evaluate import score
+        from cvpipe.classification.evaluate import macro_f1, score
         from cvpipe.data.model_input import images_frame, takes_files
         from cvpipe.data.pil import open_image
 
@@ -197,8 +197,10 @@ class ClassificationTask(TorchTraining):
         # a name the dataset does not have (an older class map) is wrong for every true class
         pred = np.array([index.get(p, -1) for p in predicted])
         true = table.labels[idx]
-        scores = score(true, np.where(pred < 0, (true + 1) % len(names), pred), names)
-        return Scores(scores.macro_f1, scores.f1_by_class())
+        pred = np.where(pred < 0, (true + 1) % len(names), pred)
+        scores = score(true, pred, names)
+        return Scores(scores.macro_f1, scores.f1_by_class(), tuple(str(table.files[k]) for k in idx),
+                      lambda sample: macro_f1(true[sample], pred[sample], len(names)))
 
     def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
         """Predictions for a batch of images (:func:`cvpipe.classification.predict.predict`)."""

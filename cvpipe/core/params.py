@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -167,10 +168,27 @@ def cpu_threads(params: dict[str, Any]) -> int:
     return int(number(common.get("cpu_threads", 2), "train.cpu_threads", integer=True, minimum=1))
 
 
-def registry_settings(params: dict[str, Any]) -> tuple[float, float, float]:
-    """(margin, tolerance, wait_s) of the promotion gate, from the ``registry`` section."""
+@dataclass(frozen=True)
+class RegistrySettings:
+    """The promotion gate's ``registry`` section (stages/register.py says what each does)."""
+
+    min_delta: float = 0.0
+    tolerance: float = 0.05
+    confidence: float = 0.95
+    resamples: int = 1000
+    seed: int = 0
+    wait_s: float = 900.0
+
+
+def registry_settings(params: dict[str, Any]) -> RegistrySettings:
+    """The promotion gate's settings, from the ``registry`` section (unknown keys and bad values named)."""
     section = mapping(params.get("registry"), "registry")
-    check_keys(section, ("margin", "tolerance", "wait_s"), "registry")
-    return (float(number(section.get("margin", 0.0), "registry.margin", minimum=0)),
-            float(number(section.get("tolerance", 0.05), "registry.tolerance", minimum=0)),
-            float(number(section.get("wait_s", 900), "registry.wait_s", minimum=0)))
+    check_keys(section, [f.name for f in fields(RegistrySettings)], "registry")
+    d = RegistrySettings()
+    return RegistrySettings(
+        float(number(section.get("min_delta", d.min_delta), "registry.min_delta", minimum=0)),
+        float(number(section.get("tolerance", d.tolerance), "registry.tolerance", minimum=0)),
+        float(number(section.get("confidence", d.confidence), "registry.confidence", above=0, below=1)),
+        int(number(section.get("resamples", d.resamples), "registry.resamples", integer=True, minimum=10)),
+        int(number(section.get("seed", d.seed), "registry.seed", integer=True, minimum=0)),
+        float(number(section.get("wait_s", d.wait_s), "registry.wait_s", minimum=0)))

@@ -159,36 +159,71 @@ class DetectionScores:
         return float(np.mean(values)) if values else None
 
 
-def average_precision(tp: np.ndarray, scores: np.ndarray, objects: int) -> float:
-    """COCO's AP of one class at one IoU: precision made non-increasing, read at 101 recall points."""
+def average_precision(tp: np.ndarray, scores: np.ndarray, objects: int, weights: np.ndarray | None = None) -> float:
+    """COCO's AP of one class at one IoU: precision made non-increasing, read at 101 recall points. ``weights``: how
+    many times each prediction counts (its image's count in a bootstrap resample; all 1 when None)."""
     if objects == 0:
         raise ValueError("no objects: the class is absent, it has no AP")
-    if len(tp) == 0:
-        return 0.0  # nothing predicted: no recall at all
     order = np.argsort(-scores, kind="stable")
-    hits = np.cumsum(tp[order])
+    if weights is None:
+        hits, counts = np.cumsum(tp[order]), np.arange(1, len(tp) + 1)
+    else:
+        counted = order[weights[order] > 0]
+        hits, counts = np.cumsum(tp[counted] * weights[counted]), np.cumsum(weights[counted])
+    if len(hits) == 0:
+        return 0.0  # nothing predicted: no recall at all
     recall = hits / objects
-    precision = np.maximum.accumulate((hits / np.arange(1, len(hits) + 1))[::-1])[::-1]
+    precision = np.maximum.accumulate((hits / counts)[::-1])[::-1]
     at = np.searchsorted(recall, RECALL_POINTS, side="left")
     return float(np.mean(np.where(at < len(precision), precision[np.minimum(at, len(precision) - 1)], 0.0)))
 
 
-def detection_scores(images: Sequence[ImageResult], names: Sequence[str], thresholds: np.ndarray = IOU_THRESHOLDS) -> DetectionScores:
-    """AP per class (and IoU threshold) over ``images``, matching within each class, highest score first."""
+@dataclass(frozen=True)
+class Matched:
+    """What :func:`detection_scores` matches, done once: per class and IoU threshold, every prediction of the split
+    (those on a crowd region left out) with its hit, its score and the image it belongs to; and the objects of each
+    class per image. Scoring a resample of the images (the promotion gate's bootstrap) reuses it."""
+
+    hits: tuple[tuple[np.ndarray, ...], ...]  # [class][threshold] -> hit (0/1) per prediction
+    scores: tuple[tuple[np.ndarray, ...], ...]  # [class][threshold] -> score per prediction
+    owners: tuple[tuple[np.ndarray, ...], ...]  # [class][threshold] -> image index per prediction
+    objects: np.ndarray  # (images, classes)
+
+    @property
+    def images(self) -> int:
+        return int(self.objects.shape[0])
+
+
+def match(images: Sequence[ImageResult], num_classes: int, thresholds: np.ndarray = IOU_THRESHOLDS) -> Matched:
+    """Each image's predictions matched within each class, highest score first, at each threshold."""
+    objects = np.array([np.bincount(im.true_classes, minlength=num_classes)[:num_classes] for im in images],
+                       dtype=np.int64).reshape(len(images), num_classes)
+    hits, scores, owners = [], [], []
+    for c in range(num_classes):
+        by_threshold = [[im.class_hits(c, float(t)) for im in images] if objects[:, c].any() else [] for t in thresholds]
+        hits.append(tuple(np.concatenate([h for h, _, _ in row]).astype(np.float64) if row else np.zeros(0) for row in by_threshold))
+        scores.append(tuple(np.concatenate([s for _, s, _ in row]) if row else np.zeros(0) for row in by_threshold))
+        owners.append(tuple(np.repeat(np.arange(len(row)), [len(h) for h, _, _ in row]) if row else np.zeros(0, np.int64)
+                            for row in by_threshold))
+    return Matched(tuple(hits), tuple(scores), tuple(owners), objects)
+
+
+def scores_of(matched: Matched, names: Sequence[str], sample: np.ndarray | None = None) -> DetectionScores:
+    """AP per class and IoU threshold over the images of ``sample`` (indices, repeats counting as many times;
+    all images once when None)."""
+    weights = None if sample is None else np.bincount(sample, minlength=matched.images).astype(np.float64)
+    objects = matched.objects.sum(0) if weights is None else (matched.objects * weights[:, None]).sum(0)
     per_class: dict[str, ClassAP] = {}
     for c, name in enumerate(names):
-        objects = int(sum(int(np.sum(im.true_classes == c)) for im in images))
-        if objects == 0:
+        if objects[c] == 0:
             per_class[name] = ClassAP(0, None)
             continue
-        aps = []
-        for t in thresholds:
-            tps, scores = [], []
-            for im in images:
-                hit, score, _ = im.class_hits(c, float(t))
-                tps.append(hit)
-                scores.append(score)
-            aps.append(average_precision(np.concatenate(tps).astype(np.float64) if tps else np.zeros(0),
-                                         np.concatenate(scores) if scores else np.zeros(0), objects))
-        per_class[name] = ClassAP(objects, tuple(aps))
+        aps = tuple(average_precision(hit, score, objects[c], None if weights is None else weights[owner])
+                    for hit, score, owner in zip(matched.hits[c], matched.scores[c], matched.owners[c], strict=True))
+        per_class[name] = ClassAP(int(objects[c]), aps)
     return DetectionScores(per_class)
+
+
+def detection_scores(images: Sequence[ImageResult], names: Sequence[str], thresholds: np.ndarray = IOU_THRESHOLDS) -> DetectionScores:
+    """AP per class (and IoU threshold) over ``images``, matching within each class, highest score first."""
+    return scores_of(match(images, len(names), thresholds), names)

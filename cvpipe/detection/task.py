@@ -131,7 +131,7 @@ class DetectionTask:
         from cvpipe.data.model_input import images_frame, takes_files
         from cvpipe.data.pil import open_image
         from cvpipe.detection.evaluate import read_truth
-        from cvpipe.detection.metrics import ImageResult, detection_scores
+        from cvpipe.detection.metrics import ImageResult, match, scores_of
         from cvpipe.tasks.training import set_cpu_threads
 
         set_cpu_threads(cpu_threads)
@@ -150,8 +150,11 @@ class DetectionTask:
             classes = [index.get(c, -1) for c in found["classes"]]
             images.append(ImageResult.of(true_boxes, true_classes, found["boxes"], classes, found["scores"],
                                          *read_truth(data.crowd_file(path), width, height)))
-        scores = detection_scores(images, names)
-        return Scores(scores.mean("ap50_95") or 0.0, {n: scores.per_class[n].ap50_95 for n in scores.present})
+        matched = match(images, len(names))
+        scores = scores_of(matched, names)
+        return Scores(scores.mean("ap50_95") or 0.0, {n: scores.per_class[n].ap50_95 for n in scores.present},
+                      tuple(str(p) for p in data.images[data.held_out(split)]),
+                      lambda sample: scores_of(matched, names, sample).mean("ap50_95") or 0.0)
 
     def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
         """Predictions for a batch of images (:func:`cvpipe.detection.predict.predict`)."""

@@ -13,13 +13,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cvpipe.core.errors import CvpipeError
+from cvpipe.mlops.evidence import Interval
 
 DEFAULT_ROOT = Path("mlruns")
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -28,6 +29,7 @@ DECISION_TAG, REASON_TAG = "promotion.decision", "promotion.reason"
 REPLACES_TAG = "promotion.replaces"  # the version that held the alias before this one took it ("" none)
 PID_TAG, HOST_TAG = "cvpipe.pid", "cvpipe.host"  # who is making a run, to tell a live run from a killed one
 RECONCILED_TAG = "cvpipe.reconciled"
+DECIDED_AT_TAG, DECIDED_BY_TAG = "promotion.time", "promotion.by"  # when (UTC, ISO 8601) and by whom (user@host)
 # MLflow's own HTTP defaults retry a dead server for minutes: a few tries, each bounded (a user's setting wins)
 MLFLOW_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                # a model's files copied to a temporary folder (logging, registering, loading) draw "Downloading artifacts"
@@ -265,24 +267,32 @@ def find_registered(client: Any, store: str, text: str) -> Registered:
 class Decision:
     promote: bool
     reason: str
+    difference: Interval | None = None  # new - champion on the same images, with its paired bootstrap interval
+    changes: dict[str, float] = field(default_factory=dict)  # per group (class, image type): new - champion
 
 
 def promotion_decision(new: float, new_per_group: dict[str, float], champion: float | None,
-                       champion_per_group: dict[str, float] | None, margin: float, tolerance: float,
-                       metric: str = "macro-F1", group: str = "class") -> Decision:
-    """The gate, for any task: beat the champion's ``metric`` by more than ``margin`` with no group's
-    score (per class, per image type) dropping more than ``tolerance``. A tie never replaces the champion."""
+                       champion_per_group: dict[str, float] | None, min_delta: float, tolerance: float,
+                       metric: str = "macro-F1", group: str = "class", difference: Interval | None = None) -> Decision:
+    """The gate, for any task, on evidence: ``difference`` is ``new - champion`` on the same held-out images with its
+    paired bootstrap interval (:func:`cvpipe.mlops.evidence.paired_difference`). The new version is promoted only
+    when the interval's lower bound is above ``min_delta`` (a tie, or a gain that resampling the images can undo,
+    never replaces the champion) and no group's score (per class, per image type) drops by more than ``tolerance``."""
     if champion is None:
         return Decision(True, f"no champion yet; {metric} {new:.4f}")
-    drops = {g: champion_per_group[g] - v for g, v in new_per_group.items() if g in (champion_per_group or {})}
-    worst = max(drops.items(), key=lambda kv: kv[1], default=(None, 0.0))
-    if not new > champion + margin:
-        return Decision(False, f"{metric} {new:.4f} does not beat the champion's {champion:.4f} by more than the margin {margin}")
-    if worst[1] > tolerance:
-        return Decision(False, f"{metric} of {group} {worst[0]!r} drops by {worst[1]:.4f} (tolerance {tolerance}) although "
-                               f"{metric} rises from {champion:.4f} to {new:.4f}")
-    return Decision(True, f"{metric} {new:.4f} beats the champion's {champion:.4f} by more than {margin}; "
-                          f"no {group} drops more than {tolerance}")
+    if difference is None:
+        raise ValueError("a champion to beat needs the paired interval of the difference")
+    changes = {g: float(v - champion_per_group[g]) for g, v in new_per_group.items() if g in (champion_per_group or {})}
+    worst = min(changes.items(), key=lambda kv: kv[1], default=(None, 0.0))
+    evidence = f"change {difference.text(signed=True)}"
+    if not difference.low > min_delta:
+        return Decision(False, f"{metric} {new:.4f} does not beat the champion's {champion:.4f} on evidence: {evidence}; "
+                               f"the lower bound is not above min_delta {min_delta}", difference, changes)
+    if -worst[1] > tolerance:
+        return Decision(False, f"{metric} of {group} {worst[0]!r} drops by {-worst[1]:.4f} (tolerance {tolerance}) although "
+                               f"{metric} rises from {champion:.4f} to {new:.4f} ({evidence})", difference, changes)
+    return Decision(True, f"{metric} {new:.4f} beats the champion's {champion:.4f}: {evidence}, above min_delta {min_delta}; "
+                          f"no {group} drops more than {tolerance}", difference, changes)
 
 
 def undefined_decision(metric: str, split: str, reason: str) -> Decision:
@@ -411,3 +421,61 @@ def await_turn(client, experiment_id: str, name: str, version: str, wait_s: floa
                 f"{version} cannot be gated against its outcome; if that process is gone, a register on its host "
                 "reconciles it")
         time.sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One version's promotion decision, as :func:`promotion_history` reads it back from the registry."""
+
+    version: str
+    time: str  # UTC; the version's last update where no decision time was recorded
+    by: str  # user@host of the register run
+    decision: str  # champion, challenger, abandoned, or "undecided" (still being decided)
+    replaces: str  # the version that held the alias before ("" none)
+    reason: str
+
+    def line(self) -> str:
+        took = f"{self.decision} (was v{self.replaces})" if self.replaces else self.decision
+        return f"v{self.version:<4} {self.time:<20} {self.by:<24} {took:<22} {self.reason}"
+
+
+def promotion_history(client, name: str) -> list[HistoryEntry]:
+    """Every version of registered model ``name`` in the order the gate decided them, with who decided, when, which
+    version held the alias before and why: the registry's own record (each decision is written once, on its version,
+    before the alias moves; :func:`reconcile` marks the abandoned ones), so every alias change is in it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    except MlflowException as exc:
+        raise RegistryError(f"cannot read the versions of {name!r}: {exc}") from None
+    if not versions:
+        raise RegistryError(f"no registered model {name!r} (or it has no version yet)")
+    entries = []
+    for v in versions:
+        tags = v.tags
+        when = tags.get(DECIDED_AT_TAG) or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.last_updated_timestamp / 1000))
+        entries.append(HistoryEntry(str(v.version), when, tags.get(DECIDED_BY_TAG) or _run_author(client, v.run_id),
+                                    tags.get(DECISION_TAG, "undecided"), tags.get(REPLACES_TAG, ""), tags.get(REASON_TAG, "")))
+    return entries
+
+
+def decided_by() -> str:
+    """user@host of this process, for :data:`DECIDED_BY_TAG`."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's user)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _run_author(client, run_id: str | None) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id) if run_id else None
+    except MlflowException:
+        run = None
+    return "?" if run is None else f"{run.info.user_id or '?'}@{run.data.tags.get(HOST_TAG, '?')}"

@@ -186,7 +186,9 @@ class SegmentationTask(TorchTraining):
         for k, (image, truth) in zip(idx, load_images(data, idx), strict=True):
             labels = model.predict(images_frame([data.files[k]]) if files else image[None], params={"output": "labels"}).iloc[0]["labels"]
             scored.append(score_image(data.ids[k], data.paths[k], image, truth, labels))
-        return Scores(float(np.mean([s.score.score for s in scored])), by_type(scored))
+        per_image = np.array([s.score.score for s in scored], dtype=np.float64)
+        return Scores(float(np.mean(per_image)), by_type(scored), tuple(str(data.paths[k]) for k in idx),
+                      lambda sample: float(np.mean(per_image[sample])))
 
     def predict(self, model: Any, images: list[Any]) -> list[Predicted]:
         """Predictions for a batch of images (:func:`cvpipe.segmentation.predict.predict`)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +67,9 @@ class Scores:
 
     primary: float | None
     per_group: dict[str, float]
+    images: tuple[str, ...] = ()  # the images scored, in order: the gate pairs two models' scores image by image
+    # the primary metric on a resample of ``images`` (indices, with repeats): the gate's bootstrap (cvpipe.mlops.evidence)
+    rescore: Callable[[Any], float] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def dsb_validated(tmp_path_factory) -> Path:
 
 TINY = {"architecture": "littlevgg", "image_size": 32, "epochs": 2, "batch_size": 16, "lr": 0.003, "patience": 4, "seed": 0}
 UNET = {"base": 8, "depth": 2, "input_size": 48, "crops_per_image": 1, "epochs": 1, "batch_size": 16, "lr": 0.003, "patience": 8}
-GATE = register.Gate(margin=0.0, tolerance=0.05, cpu_threads=2)
+GATE = register.Gate(min_delta=0.0, tolerance=0.05, cpu_threads=2)
 COMPUTE = Compute("auto", 2, None)
 
 

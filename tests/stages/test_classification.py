@@ -19,14 +19,14 @@ from tests.cvpipe.classification.conftest import fruits_manifest  # noqa: F401 -
 
 PARAMS = {"architecture": "littlevgg", "image_size": 32, "epochs": 12, "batch_size": 16, "lr": 0.003, "patience": 4, "seed": 0,
           "augment": {"rotation": 10, "width_shift": 0.1, "height_shift": 0.1, "horizontal_flip": True}}
-GATE = register.Gate(margin=0.0, tolerance=0.05, cpu_threads=2)
+GATE = register.Gate(min_delta=0.0, tolerance=0.05, cpu_threads=2)
 
 
 def compute(tmp_path) -> Compute:
     return Compute("auto", 2, tmp_path / "cache")
 
 
-def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_path, store):  # noqa: F811
+def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_path, store, capsys):  # noqa: F811
     good = train.run("classification", fruits_manifest, tmp_path / "good", TrainConfig.from_params(PARAMS), compute(tmp_path))
     assert good.epochs >= 3 and good.device == "cpu"
     assert list((tmp_path / "cache/checkpoints").glob("*.pt")) == []  # finished runs leave no checkpoint to resume
@@ -69,6 +69,25 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     version = client.get_model_version("fruits-classifier", "2")
     assert version.tags["promotion.decision"] == "challenger" and version.tags["promotion.reason"] == second.reason
     assert version.tags["data.digest"] == run.data.tags["data.digest"]
+    # the gate's evidence: the paired interval of the difference on the 40 held-out images, in the report and the registry
+    assert first.difference is None and first.changes == {}
+    d = second.difference
+    assert d["images"] == 40 and d["resamples"] == 1000 and d["low"] <= d["estimate"] <= d["high"] < 0
+    assert d["estimate"] == pytest.approx(second.score - second.champion_score, abs=1e-5)
+    assert set(second.changes) == set(metrics["f1"]) and "95% CI" in second.reason
+    assert version.tags["promotion.difference"] == f"{d['estimate']:+.6f}" and version.tags["promotion.interval"].startswith("[")
+    promotion = mlflow.artifacts.load_dict(f"runs:/{second.run_id}/promotion.json")
+    assert promotion["difference"] == d and promotion["bootstrap"] == {"confidence": 0.95, "resamples": 1000, "seed": 0}
+    assert client.get_run(second.run_id).data.metrics["promotion_ci_high"] == pytest.approx(d["high"], abs=1e-6)
+    # every decision, in order, with who and when: python -m stages.register --history NAME
+    assert register.main(["--history", "fruits-classifier"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["version", "decided", "(UTC)"] and len(lines) == 3
+    assert lines[1].startswith("v1 ") and " champion " in lines[1] and "no champion yet" in lines[1]
+    assert lines[2].startswith("v2 ") and " challenger " in lines[2] and lines[2].endswith(second.reason)
+    assert version.tags["promotion.by"] in lines[2] and version.tags["promotion.time"] in lines[2]
+    assert register.main(["--history", "no-such-model"]) == 1
+    assert capsys.readouterr().err.strip() == "error: no registered model 'no-such-model' (or it has no version yet)"
 
     model = mlflow.pyfunc.load_model("models:/fruits-classifier@champion")
     assert model.metadata.signature is not None

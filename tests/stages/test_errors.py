@@ -122,7 +122,7 @@ BAD_PARAMS = [
     ("evaluate", lambda p: p["train"].update(device="gpu"), "train.device: is 'gpu'"),
     ("train", lambda p: p["train"].update(cpu_threads=0), "train.cpu_threads: must be an integer >= 1, not 0"),
     ("evaluate", lambda p: p["train"].update(cpu_threads="all"), "train.cpu_threads: must be an integer, not 'all'"),
-    ("register", lambda p: p["registry"].update(margin=-1), "registry.margin: must be a number >= 0, not -1"),
+    ("register", lambda p: p["registry"].update(min_delta=-1), "registry.min_delta: must be a number >= 0, not -1"),
     ("register", lambda p: p["datasets"]["fruits360"].update(task="ocr"),
      "datasets.fruits360.task: is 'ocr'; choose one of classification"),
     ("pipeline", lambda p: p["datasets"]["fruits360"].pop("source"), "datasets.fruits360.source: missing"),

@@ -2,26 +2,37 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from cvpipe.mlops.evidence import Interval
 from cvpipe.mlops.registry import dvc_lineage, flatten, promotion_decision, tracking_uri
+
+
+def exact(new: float, old: float) -> Interval:
+    """The interval of a difference known exactly (every resample agrees)."""
+    return Interval(new - old, new - old, new - old, 0.95, 1000, 100)
 
 
 def test_first_model_is_promoted():
     d = promotion_decision(0.8, {"a": 0.8}, None, None, 0.0, 0.05)
-    assert d.promote and "no champion" in d.reason
+    assert d.promote and "no champion" in d.reason and d.difference is None
 
 
-def test_a_tie_or_a_small_gain_does_not_promote():
-    assert not promotion_decision(0.9, {"a": 0.9}, 0.9, {"a": 0.9}, 0.0, 0.05).promote
-    d = promotion_decision(0.91, {"a": 0.91}, 0.9, {"a": 0.9}, 0.02, 0.05)
-    assert not d.promote and "margin 0.02" in d.reason
+def test_a_tie_or_a_gain_within_min_delta_does_not_promote():
+    assert not promotion_decision(0.9, {"a": 0.9}, 0.9, {"a": 0.9}, 0.0, 0.05, difference=exact(0.9, 0.9)).promote
+    d = promotion_decision(0.91, {"a": 0.91}, 0.9, {"a": 0.9}, 0.02, 0.05, difference=exact(0.91, 0.9))
+    assert not d.promote and "not above min_delta 0.02" in d.reason
+    with pytest.raises(ValueError, match="paired interval"):
+        promotion_decision(0.91, {"a": 0.91}, 0.9, {"a": 0.9}, 0.0, 0.05)
 
 
 def test_a_better_model_that_sacrifices_one_class_is_not_promoted():
     champion = {"a": 0.9, "b": 0.9, "c": 0.9}
     new = {"a": 1.0, "b": 1.0, "c": 0.8}  # macro-F1 up from 0.9 to 0.933, but c drops by 0.1
-    d = promotion_decision(sum(new.values()) / 3, new, 0.9, champion, 0.0, 0.05)
-    assert not d.promote and "'c' drops by 0.1000" in d.reason
-    assert promotion_decision(sum(new.values()) / 3, new, 0.9, champion, 0.0, 0.15).promote
+    mean = sum(new.values()) / 3
+    d = promotion_decision(mean, new, 0.9, champion, 0.0, 0.05, difference=exact(mean, 0.9))
+    assert not d.promote and "'c' drops by 0.1000" in d.reason and d.changes["c"] == pytest.approx(-0.1)
+    assert promotion_decision(mean, new, 0.9, champion, 0.0, 0.15, difference=exact(mean, 0.9)).promote
 
 
 def test_flatten_and_tracking_uri(tmp_path, monkeypatch):
