@@ -30,8 +30,10 @@ def half_width(n: int, accuracy: float, classes: int, settings: BootstrapSetting
             wrong = (truth + rng.integers(1, classes, n)) % classes
             return np.where(rng.random(n) < accuracy, truth, wrong)
 
+        def score(p: np.ndarray, truth=truth) -> tuple[float, object]:
+            return macro_f1(truth, p, classes), lambda s: macro_f1(truth[s], p[s], classes)
+
         a, b = model(), model()
-        score = lambda p: (macro_f1(truth, p, classes), lambda s, p=p: macro_f1(truth[s], p[s], classes))  # noqa: E731
         d = paired_difference(score(a), score(b), list(range(n)), list(range(n)), settings)
         widths.append((d.high - d.low) / 2)
     return float(np.mean(widths))

@@ -339,7 +339,7 @@ def get_history_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m stages.register",
                                      description="Print a registered model's promotion history: every version's decision, "
                                                  "when, by whom, the version it replaced and why.")
-    parser.add_argument("--history", metavar="NAME", required=True, help="a registered model (fruits360-classifier)")
+    parser.add_argument("--history", metavar="NAME", required=True, help="a registered model's name, as `mlflow models` lists it")
     return parser
 
 
