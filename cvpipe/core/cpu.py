@@ -16,7 +16,14 @@ machine with more instructions, or with AVX-512 or not, computes the same bytes
 AVX2 rather than each library's plain baseline because that made a LittleVGG step about 3x slower
 here (oneDNN at SSE4.1 alone 2.5x, MKL's COMPATIBLE path 1.5x); at AVX2 the pin costs about 5%
 (bench/train.py). A CPU without AVX2 (pre-2013 Intel, pre-2015 AMD) is warned that its bytes differ.
-``MKL_CBWR=AVX2`` is also what makes MKL take its AVX2 path on AMD processors at all.
+
+``MKL_CBWR=AVX2`` holds on Intel processors only: on any other MKL runs its own code for BLAS and vector maths
+(torch's matrix products, exp, log, sqrt), so an AMD machine trained other weights than an Intel one under the same
+pin (measured here under QEMU's AMD EPYC model: the same AVX2 kernels everywhere else, other bytes from MKL alone).
+MKL asks one function, ``mkl_serv_intel_cpu_true``, whether the processor is Intel's; ``make setup`` builds a
+definition that answers yes (cvpipe/core/mkl_intel_cpu.c) and ``import cvpipe`` loads it before torch, so MKL takes
+its Intel AVX2 branch on every x86-64 processor (tests/cvpipe/core/test_cpu.py runs a training step under QEMU's
+AMD model and compares). Without it, or with torch imported before cvpipe, a non-Intel CPU is warned.
 
 The controls are read when a library first computes (OpenCV: when imported), so :func:`pin_kernels`
 runs at the entry points (the train, evaluate and register stages, which every runner calls, and the
@@ -31,8 +38,10 @@ import logging
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
+import cvpipe
 from cvpipe.core.errors import CvpipeError
 from cvpipe.core.params import flag, mapping
 
@@ -41,7 +50,7 @@ log = logging.getLogger(__name__)
 PIN: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",  # ATen's AVX2 kernels, never its AVX-512 ones
     "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (convolutions): its AVX2 kernels
-    "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: its AVX2 path, on Intel and AMD alike
+    "MKL_CBWR": "AVX2",  # MKL's conditional numerical reproducibility: its AVX2 path (on AMD: with mkl_intel_cpu.c)
     "OPENCV_CPU_DISABLE": "AVX512F,AVX512-SKX",  # OpenCV (ultralytics' augmentation) without its AVX-512 paths
 }
 
@@ -80,3 +89,22 @@ def _check_taken() -> None:
     elif chosen != "AVX2":
         raise CvpipeError(f"torch already computed with its {chosen} kernels in this process, so train.cpu_pin "
                           "cannot take effect; pin before any tensor work (cvpipe.core.cpu.pin_kernels)")
+    vendor = cpu_vendor()
+    if vendor not in ("GenuineIntel", None) and not cvpipe.MKL_INTEL_CPU_LOADED:
+        why = ("torch was imported before cvpipe" if cvpipe.MKL_INTEL_CPU.is_file()
+               else f"{cvpipe.MKL_INTEL_CPU} is missing: run make setup, which needs a C compiler")
+        log.warning("this %s CPU runs MKL's non-Intel code paths (%s): CPU-trained bytes differ from dvc.lock's",
+                    vendor, why)
+
+
+def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The processor's vendor as CPUID names it (``GenuineIntel``, ``AuthenticAMD``), None where Linux does not say."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id":
+            return value.strip()
+    return None

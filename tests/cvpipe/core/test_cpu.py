@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from cvpipe.core.cpu import PIN, pin_kernels, pinned
+import cvpipe
+from cvpipe.core.cpu import PIN, cpu_vendor, pin_kernels, pinned
 from cvpipe.core.errors import CvpipeError, ParamsError
 from tests.conftest import REPO
 
@@ -79,3 +82,41 @@ def test_training_under_the_pin_gives_the_same_bytes_on_a_machine_with_fewer_ins
 def test_a_detector_trained_under_the_pin_is_the_same_on_a_machine_with_fewer_instructions():
     """ultralytics' augmentation runs on OpenCV, whose SIMD paths changed YOLO's weights until the pin covered them."""
     assert probe("--detection", **NARROWER) == probe("--detection")
+
+
+def test_setup_built_the_answer_mkl_asks_and_cvpipe_loaded_it_before_torch():
+    assert cvpipe.MKL_INTEL_CPU.is_file(), "make setup builds it (cvpipe/core/mkl_intel_cpu.c)"
+    assert cvpipe.MKL_INTEL_CPU_LOADED  # conftest imports cvpipe before anything imports torch
+
+
+def test_the_cpu_vendor_is_read_from_proc_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert cpu_vendor(tmp_path / "cpuinfo") == "AuthenticAMD"
+    assert cpu_vendor(tmp_path / "absent") is None
+
+
+def mkl_probe(*args: str, emulate: str | None = None) -> dict:
+    """The MKL probe's digests, natively or under QEMU's model ``emulate`` of another processor."""
+    qemu = [QEMU, "-cpu", emulate] if emulate else []
+    proc = subprocess.run([*qemu, sys.executable, "-m", "tests.cvpipe.core.mkl_probe", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+QEMU = shutil.which("qemu-x86_64")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() != "x86_64" or QEMU is None, reason="needs x86-64 and qemu-x86_64 (make qemu)")
+def test_an_amd_processor_computes_the_bytes_of_an_intel_one_under_the_pin():
+    """QEMU's user-mode emulator runs this Python with the CPUID of an AMD EPYC (AVX2, no AVX-512, its own caches):
+    MKL's BLAS and vector maths and two Adam steps give this machine's bytes; with torch imported before cvpipe,
+    MKL never hears cvpipe's answer and takes its AMD paths, other bytes (what the answer is for)."""
+    native = mkl_probe()
+    amd = mkl_probe(emulate="EPYC-v3")
+    assert native["shim"] and amd["shim"]
+    assert amd == native
+    unanswered = mkl_probe("--torch-first", emulate="EPYC-v3")
+    assert not unanswered["shim"]
+    assert unanswered["matmul"] != native["matmul"] and unanswered["adam"] != native["adam"]
