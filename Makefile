@@ -18,7 +18,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run realdata report browser qemu flow ui deploy serve serve-model predict export deploy-pool worker mlflow-server lint test bench clean
+.PHONY: help setup data run realdata report browser qemu flow ui deploy serve serve-model predict labels export deploy-pool worker mlflow-server lint test bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -73,6 +73,11 @@ serve-model: setup ## Serve model NAME's @champion over HTTP on 127.0.0.1:PORT (
 predict: setup ## Predict IMAGES (a folder or a glob) with model MODEL (NAME[@ALIAS|/VERSION], default @champion) into predictions/<NAME>
 	@test -n "$(MODEL)" -a -n "$(IMAGES)" || { echo "error: set MODEL and IMAGES, e.g. make predict MODEL=coco-detector IMAGES=photos/"; exit 1; }
 	$(BIN)/python -m stages.predict --model $(MODEL) --images '$(IMAGES)' --out predictions/$(firstword $(subst @, ,$(subst /, ,$(MODEL))))
+
+labels: setup ## A queue of DATASET's labels most likely wrong, with pictures, into reports/labels/<DATASET> (after make run)
+	@test -n "$(DATASET)" || { echo "error: set DATASET, e.g. make labels DATASET=fruits360"; exit 1; }
+	@test -d data/validated/$(DATASET) || { echo "error: data/validated/$(DATASET) is missing: run make run (or dvc repro validate@$(DATASET)) first"; exit 1; }
+	$(BIN)/python -m stages.labels --dataset $(DATASET) --data-dir data/validated/$(DATASET) --out reports/labels/$(DATASET)
 
 FORMAT ?= onnx
 export: setup ## Export model MODEL (NAME[@ALIAS|/VERSION], default @champion) as FORMAT (onnx|torchscript) to exports/<NAME>-<FORMAT>

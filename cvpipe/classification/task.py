@@ -12,7 +12,7 @@ from cvpipe.core.errors import DataError
 from cvpipe.core.io import write_json, write_text
 from cvpipe.core.params import check_keys, mapping
 from cvpipe.core.plots import csv_text
-from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
+from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, Suspect, TrainResult
 from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class ClassificationTask(TorchTraining):
     group_name = "class"
     prediction_columns = PREDICTION_COLUMNS
     explanation = "the Grad-CAM heat map of the predicted class"
+    label_review = "labels that models trained without their images confidently call another class (confident learning)"
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.classification.fit.TrainConfig` of ``classification.datasets.<dataset>`` or train.json."""
@@ -213,6 +214,37 @@ class ClassificationTask(TorchTraining):
         from cvpipe.classification.predict import explain
 
         return explain(model, images)
+
+    def label_suspects(self, data_dir: Path, config: Any, settings: Any, compute: Compute) -> list[Suspect]:
+        """Confident learning on out-of-fold probabilities (:mod:`cvpipe.classification.labels`), largest margin first."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        from cvpipe.classification.data import decode_resized, load_tensors
+        from cvpipe.classification.labels import confident_errors, out_of_fold
+        from cvpipe.core.annotate import caption
+        from cvpipe.data.splits import folds
+
+        set_cpu_threads(compute.cpu_threads)
+        if settings.epochs is not None:
+            config = replace(config, epochs=settings.epochs)
+        table = self.load(data_dir, config)
+        every = np.arange(len(table.labels))
+        if len(every) < settings.folds:
+            raise DataError(data_dir / "manifest.parquet", f"{len(every)} images cannot make labels.folds = "
+                            f"{settings.folds} folds")
+        cache_dir = compute.cache_dir
+        images = load_tensors(table, config.image_size, cache_dir / "tensors" if cache_dir else None)
+        names = table.classes.names
+        probs = out_of_fold(images, table.labels, folds(every, settings.folds, settings.seed), len(names), config,
+                            pick_device(compute.device))
+        suspects = []
+        for f in confident_errors(every, table.labels[every], probs):
+            said = f"labelled {names[f.given]} (p={f.p_given:.2f}); models that never saw it say {names[f.likely]} (p={f.p_likely:.2f})"
+            picture = caption(decode_resized(table.files[f.index], GALLERY_SIZE * 2), f"{names[f.given]}? {names[f.likely]}")
+            suspects.append(Suspect(table.paths[f.index], "label", said, round(f.margin, 6), picture))
+        return suspects
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """ONNX or TorchScript of the network (:func:`cvpipe.classification.export.export`)."""

@@ -192,3 +192,27 @@ def registry_settings(params: dict[str, Any]) -> RegistrySettings:
         int(number(section.get("resamples", d.resamples), "registry.resamples", integer=True, minimum=10)),
         int(number(section.get("seed", d.seed), "registry.seed", integer=True, minimum=0)),
         float(number(section.get("wait_s", d.wait_s), "registry.wait_s", minimum=0)))
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """The label-error queue (``python -m stages.labels``): ``folds`` out-of-fold models, each trained as the dataset's
+    own training config says but for ``epochs`` (None: as many), and the ``top`` suspects kept, folds drawn by ``seed``."""
+
+    folds: int = 3
+    epochs: int | None = None
+    top: int = 50
+    seed: int = 0
+
+
+def label_settings(params: dict[str, Any]) -> LabelSettings:
+    """The ``labels`` section, checked (unknown keys and bad values named)."""
+    section = mapping(params.get("labels"), "labels")
+    check_keys(section, [f.name for f in fields(LabelSettings)], "labels")
+    d = LabelSettings()
+    epochs = section.get("epochs", d.epochs)
+    return LabelSettings(
+        int(number(section.get("folds", d.folds), "labels.folds", integer=True, minimum=2)),
+        None if epochs is None else int(number(epochs, "labels.epochs", integer=True, minimum=1)),
+        int(number(section.get("top", d.top), "labels.top", integer=True, minimum=1)),
+        int(number(section.get("seed", d.seed), "labels.seed", integer=True, minimum=0)))

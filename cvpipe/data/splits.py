@@ -17,3 +17,14 @@ def check_fraction(value: float, what: str = "val_fraction") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ParamsError(what, f"is {value!r}; it must be a number in [0, 1)")
     return value
+
+
+def folds(indices, k: int, seed: int) -> list:
+    """``indices`` (a 1-D numpy array) shuffled by ``seed`` and cut into ``k`` disjoint folds of near-equal size, each
+    sorted (out-of-fold predictions: a model trained on all folds but one predicts that one)."""
+    import numpy as np
+
+    if len(indices) < k:
+        raise ValueError(f"{len(indices)} images cannot make {k} folds")
+    shuffled = np.random.default_rng(seed).permutation(np.asarray(indices))
+    return [np.sort(part) for part in np.array_split(shuffled, k)]

@@ -26,6 +26,7 @@ class DetectionTask:
     group_name = "class"
     prediction_columns = PREDICTION_COLUMNS
     explanation = None  # no explain (Grad-CAM is for classifiers)
+    label_review = None  # no label-error queue yet (stages.labels says so in one line)
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.detection.fit.DetectionConfig` of ``detection.datasets.<dataset>`` or train.json."""

@@ -33,6 +33,7 @@ class SegmentationTask(TorchTraining):
     group_name = "image type"
     prediction_columns = PREDICTION_COLUMNS
     explanation = None  # no explain (Grad-CAM is for classifiers)
+    label_review = None  # no label-error queue yet (stages.labels says so in one line)
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.segmentation.fit.SegmentationConfig` of ``segmentation.datasets.<dataset>`` or train.json."""

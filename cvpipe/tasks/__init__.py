@@ -90,6 +90,19 @@ class Predicted:
     caption: str
 
 
+@dataclass(frozen=True)
+class Suspect:
+    """A training label that out-of-fold models disagree with: the image (its manifest path), what looks wrong
+    (``problem``: a short kind, such as ``label``), the evidence in words, a score to rank by (higher: more likely
+    wrong) and the picture a person looks at (uint8 H x W x 3 RGB)."""
+
+    image: str
+    problem: str
+    evidence: str
+    score: float
+    picture: Any
+
+
 class Task(Protocol):
     """One task's training, evaluation and MLflow model, behind the same calls for every stage.
 
@@ -106,6 +119,7 @@ class Task(Protocol):
     group_name: str  # what per-group scores are per (``class``)
     prediction_columns: tuple[str, ...]  # predictions.csv's columns after ``file`` (:meth:`predict`)
     explanation: str | None  # what :meth:`explain` draws (``predict --explain``); None: the task has no explain
+    label_review: str | None  # what :meth:`label_suspects` finds (``stages.labels``); None: the task has no queue yet
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """The frozen training config of a params section or of train.json's ``params`` (unknown keys rejected)."""
@@ -138,6 +152,12 @@ class Task(Protocol):
     def explain(self, model: Any, images: list[Any]) -> list[Any]:
         """For a batch of images as :meth:`predict` takes them, each as a uint8 RGB picture of why ``model`` predicts what
         it does (:attr:`explanation`). Only a task whose ``explanation`` is not None has it."""
+
+    def label_suspects(self, data_dir: Path, config: Any, settings: Any, compute: Compute) -> list[Suspect]:
+        """The training labels of ``data_dir`` most likely wrong, best first: ``settings.folds`` models
+        (:class:`~cvpipe.core.params.LabelSettings`), each trained with ``config`` (``settings.epochs`` where set) on
+        all folds of the training split but one (:func:`cvpipe.data.splits.folds`), predict the one left out. Only a
+        task whose :attr:`label_review` is not None has it."""
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """Write the network of ``model`` (the python model of a registered version's pyfunc, loaded) to ``out`` as
