@@ -90,6 +90,7 @@ from cvpipe.tasks import (
 log = logging.getLogger(__name__)
 # not in the report: it holds the outcome, the same bytes for the same outcome, so dvc.lock can hold it
 NOT_REPORTED = ("run_id", "reconciled_runs", "reconciled_versions")
+LOGGED_COLUMNS = ["path", "split", "label", "sha256"]  # the manifest columns logged as the run's dataset input
 
 
 @dataclass(frozen=True)
@@ -142,14 +143,14 @@ def run(
     validated manifest (the run's dataset input); ``data_dir`` what the task reads (default: ``manifest_dir``);
     ``settings`` the task's evaluate settings (a model may serve the settings it was evaluated with)."""
     implementation = get_task(task)
-    manifest = read_manifest_dir(manifest_dir, task=task, columns=["path", "split", "label", "sha256"])
+    manifest = read_manifest_dir(manifest_dir, task=task)  # once: the run's input, and what a task without data_dir reads
     for required in (model_dir / "train.json", model_dir / "history.csv", eval_dir / "metrics.json"):
         if not required.is_file():
             raise DataError(required, "not found (run the train and evaluate stages first)")
     trained, evaluated = read_trained(model_dir), _json(eval_dir / "metrics.json")
     config = trained_config(implementation, model_dir, trained)
     open_store(mlruns)  # a read-only store or a server that does not answer: one line, before anything is written
-    data = implementation.load(data_dir or manifest_dir, config)
+    data = implementation.load(data_dir or manifest, config)
     import mlflow
     from mlflow import MlflowClient
 
@@ -227,7 +228,7 @@ def _log_run(dataset: str, implementation: Task, model_dir: Path, eval_dir: Path
     mlflow.log_artifacts(str(eval_dir), "evaluation")
     mlflow.log_artifact(str(model_dir / "train.json"), "training")
     mlflow.log_artifact(str(model_dir / "history.csv"), "training")
-    table = manifest.images.to_pandas()
+    table = manifest.images.select(LOGGED_COLUMNS).to_pandas()
     with warnings.catch_warnings():  # a local path matches two equivalent MLflow source types; either is right
         warnings.simplefilter("ignore", UserWarning)
         data = mlflow.data.from_pandas(table, source=str(manifest.folder.resolve()), name=dataset,

@@ -64,7 +64,7 @@ class ValidateResult:
 
 
 def run(
-    manifest_dir: Path,
+    manifest_dir: Path | ManifestDir,
     cfg: GateConfig,
     report: Path,
     out: Path | None = None,
@@ -74,13 +74,14 @@ def run(
     workers: int | WorkPool | None = None,
     name: str | None = None,
 ) -> tuple[ValidateResult, list[CheckResult]]:
-    """Run every check; write the report (Data Docs + summary.json) and, unless stopped, the clean tables."""
+    """Run every check; write the report (Data Docs + summary.json) and, unless stopped, the clean tables.
+    ``manifest_dir`` is ingest's folder, or that folder already read (the command line reads it once)."""
     if on_fail not in ON_FAIL:
         raise ParamsError("validate.on_fail", f"is {on_fail!r}; choose one of {list(ON_FAIL)}")
-    manifest = read_manifest_dir(manifest_dir, root=root, allow_empty=True)
+    manifest = manifest_dir if isinstance(manifest_dir, ManifestDir) else read_manifest_dir(manifest_dir, root=root, allow_empty=True)
     if manifest.task != cfg.task:
         raise DataError(manifest.file("dataset.json"), f"task is {manifest.task!r}, validated as {cfg.task!r}")
-    name = name or manifest_dir.name
+    name = name or manifest.folder.name
 
     with staged_dir(report) as staging:  # Data Docs and summary.json replaced as one unit
         frames = build_frames(manifest, cfg, cache, workers)
@@ -225,10 +226,10 @@ def execute(args: argparse.Namespace) -> ValidateResult:
     if args.dataset is not None:
         dataset_spec(params, args.dataset)  # named, so it must be listed
     on_fail, cache, workers = settings(params)
-    source = read_manifest_dir(args.manifest_dir, root=args.root, allow_empty=True).source
-    cfg = config_from_params(params, name, args.task, source)
+    manifest = read_manifest_dir(args.manifest_dir, root=args.root, allow_empty=True)  # read once, checked by run()
+    cfg = config_from_params(params, name, args.task, manifest.source)
     with open_workers(DaskSettings.from_params(params), workers) as pool:
-        result, results = run(args.manifest_dir, cfg, args.report, args.out, on_fail, args.root, cache, pool, name)
+        result, results = run(manifest, cfg, args.report, args.out, on_fail, args.root, cache, pool, name)
     if args.metrics:
         write_json(args.metrics, result.metrics())
     summary = format_summary(result, results, args.report)

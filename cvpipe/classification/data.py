@@ -23,7 +23,7 @@ from PIL import Image
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import atomic_path
 from cvpipe.data.classmap import ClassMap
-from cvpipe.data.manifest import parallel_map, read_manifest_dir
+from cvpipe.data.manifest import ManifestDir, parallel_map, read_manifest_dir
 from cvpipe.data.pil import open_image
 from cvpipe.data.splits import check_fraction, unit_hash
 
@@ -54,7 +54,7 @@ class ImageTable:
         return h.hexdigest()
 
 
-def load_table(manifest_dir: Path, val_fraction: float = 0.2, root: Path | None = None) -> ImageTable:
+def load_table(manifest_dir: Path | ManifestDir, val_fraction: float = 0.2, root: Path | None = None) -> ImageTable:
     """The validated manifest of a classification dataset, with a ``val`` split carved from train.
 
     Train/test come from the source layout (Fruits-360 Training/Test, the Simpsons test set); when
@@ -64,8 +64,8 @@ def load_table(manifest_dir: Path, val_fraction: float = 0.2, root: Path | None 
     from train as above.
     """
     check_fraction(val_fraction)
-    manifest = read_manifest_dir(manifest_dir, task="classification", root=root,
-                                 columns=["path", "split", "label", "sha256", "locate_error", "probe_error"])
+    manifest = manifest_dir if isinstance(manifest_dir, ManifestDir) else read_manifest_dir(
+        manifest_dir, task="classification", root=root, columns=["path", "split", "label", "sha256", "locate_error", "probe_error"])
     root, classes = manifest.root, manifest.classes
     rows = manifest.images.to_pylist()
     files, paths, labels, splits, digests = [], [], [], [], []
@@ -73,7 +73,7 @@ def load_table(manifest_dir: Path, val_fraction: float = 0.2, root: Path | None 
         if row["locate_error"] or row["probe_error"]:
             raise DataError(root / row["path"], f"{row['locate_error'] or row['probe_error']} (validate the manifest first)")
         if row["label"] not in classes.names:
-            raise DataError(manifest_dir / "manifest.parquet", f"{row['path']}: label {row['label']!r} is not in classes.json")
+            raise DataError(manifest.folder / "manifest.parquet", f"{row['path']}: label {row['label']!r} is not in classes.json")
         split = {"unsplit": "train"}.get(row["split"], row["split"])
         files.append(root / row["path"])
         paths.append(row["path"])
@@ -90,7 +90,7 @@ def load_table(manifest_dir: Path, val_fraction: float = 0.2, root: Path | None 
             if splits_arr[k] == "train" and unit_hash(path) < val_fraction:
                 splits_arr[k] = "val"
     if not (splits_arr == "train").any():
-        raise DataError(manifest_dir / "manifest.parquet", "no training images")
+        raise DataError(manifest.folder / "manifest.parquet", "no training images")
     return ImageTable(classes, files, paths, np.array(labels, dtype=np.int64), splits_arr.astype(str), digests)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cvpipe.classification.predict import COLUMNS as PREDICTION_COLUMNS
 from cvpipe.core.errors import DataError
@@ -14,6 +14,9 @@ from cvpipe.core.params import check_keys, mapping
 from cvpipe.core.plots import csv_text
 from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, Suspect, TrainResult
 from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
+
+if TYPE_CHECKING:
+    from cvpipe.data.manifest import ManifestDir
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -45,8 +48,9 @@ class ClassificationTask(TorchTraining):
         """Classification has no ``classification.evaluate`` settings: any key there is unknown."""
         check_keys(mapping(section, ""), ())
 
-    def load(self, data_dir: Path, config: Any) -> Any:
-        """The validated manifest as an :class:`~cvpipe.classification.data.ImageTable`, val carved as in training."""
+    def load(self, data_dir: Path | ManifestDir, config: Any) -> Any:
+        """The validated manifest (its folder, or the folder read) as an
+        :class:`~cvpipe.classification.data.ImageTable`, val carved as in training."""
         from cvpipe.classification.data import load_table
 
         return load_table(data_dir, config.val_fraction)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cvpipe.core.errors import DataError
 from cvpipe.detection.predict import COLUMNS as PREDICTION_COLUMNS
 from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
+
+if TYPE_CHECKING:
+    from cvpipe.data.manifest import ManifestDir
 
 log = logging.getLogger(__name__)
 PIP_REQUIREMENTS = ["torch==2.14.1", "torchvision==0.29.1", "ultralytics==8.4.190", "numpy", "pillow", "pandas"]
@@ -40,9 +43,14 @@ class DetectionTask:
 
         return Settings.from_params(section)
 
-    def load(self, data_dir: Path, config: Any) -> Any:
-        """The converted YOLO folder in ``data_dir`` (``data/yolo/<dataset>``)."""
+    def load(self, data_dir: Path | ManifestDir, config: Any) -> Any:
+        """The converted YOLO folder in ``data_dir`` (``data/yolo/<dataset>``), never the manifest."""
+        from cvpipe.data.manifest import ManifestDir
         from cvpipe.detection.data import YoloSet
+
+        if isinstance(data_dir, ManifestDir):
+            raise DataError(data_dir.folder, "detection reads its converted YOLO folder, not the manifest: "
+                                             "pass --data-dir data/yolo/<dataset>")
 
         return YoloSet.read(data_dir)
 

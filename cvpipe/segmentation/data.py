@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from cvpipe.core.errors import DataError
-from cvpipe.data.manifest import parallel_map, read_manifest_dir
+from cvpipe.data.manifest import ManifestDir, parallel_map, read_manifest_dir
 from cvpipe.data.pil import open_image
 from cvpipe.data.splits import check_fraction, unit_hash
 
@@ -49,14 +49,14 @@ class NucleiSet:
         return h.hexdigest()
 
 
-def load_set(manifest_dir: Path, val_fraction: float, holdout_fraction: float, root: Path | None = None) -> NucleiSet:
+def load_set(manifest_dir: Path | ManifestDir, val_fraction: float, holdout_fraction: float, root: Path | None = None) -> NucleiSet:
     """The validated manifest of a segmentation dataset, split into train, val, holdout and test."""
     check_fraction(val_fraction, "val_fraction")
     check_fraction(holdout_fraction, "holdout_fraction")
-    manifest = read_manifest_dir(manifest_dir, task="segmentation", root=root,
-                                 columns=["path", "split", "source_id", "sha256", "locate_error", "probe_error"])
+    manifest = manifest_dir if isinstance(manifest_dir, ManifestDir) else read_manifest_dir(
+        manifest_dir, task="segmentation", root=root, columns=["path", "split", "source_id", "sha256", "locate_error", "probe_error"])
     if manifest.masks is None:
-        raise DataError(manifest_dir / "masks.parquet", "missing: a segmentation manifest lists its masks there")
+        raise DataError(manifest.folder / "masks.parquet", "missing: a segmentation manifest lists its masks there")
     masks: dict[str, list[Path]] = {}
     mask_sha: dict[str, list[str]] = {}
     for row in manifest.masks.select(["path", "mask_path", "mask_sha256"]).to_pylist():
@@ -77,7 +77,7 @@ def load_set(manifest_dir: Path, val_fraction: float, holdout_fraction: float, r
         digests.append(row["sha256"])
     found = NucleiSet(manifest.root, ids, files, paths, np.array(splits, dtype=object).astype(str), digests, masks, mask_sha)
     if not len(found.indices("train")):
-        raise DataError(manifest_dir / "manifest.parquet", "no training images (stage1_train is empty or all held out)")
+        raise DataError(manifest.folder / "manifest.parquet", "no training images (stage1_train is empty or all held out)")
     return found
 
 

@@ -7,7 +7,7 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import sha256_file, write_json, write_text
@@ -15,6 +15,9 @@ from cvpipe.core.plots import csv_text
 from cvpipe.segmentation.predict import COLUMNS as PREDICTION_COLUMNS
 from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
 from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
+
+if TYPE_CHECKING:
+    from cvpipe.data.manifest import ManifestDir
 
 log = logging.getLogger(__name__)
 CODE_VERSION = 1  # bump when training code changes results, so stale checkpoints are not resumed
@@ -47,8 +50,9 @@ class SegmentationTask(TorchTraining):
 
         return Settings.from_params(section)
 
-    def load(self, data_dir: Path, config: Any) -> Any:
-        """The validated DSB manifest, split into train, val, holdout and test as ``config`` trained on it."""
+    def load(self, data_dir: Path | ManifestDir, config: Any) -> Any:
+        """The validated DSB manifest (its folder, or the folder read), split into train, val, holdout and test
+        as ``config`` trained on it."""
         from cvpipe.segmentation.data import load_set
 
         return load_set(data_dir, config.val_fraction, config.holdout_fraction)

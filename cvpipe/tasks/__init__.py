@@ -14,10 +14,13 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cvpipe.core.errors import CvpipeError, DataError, ParamsError
 from cvpipe.core.params import check_keys, choice, cpu_threads, lookup, mapping, training_settings
+
+if TYPE_CHECKING:
+    from cvpipe.data.manifest import ManifestDir
 
 # task name -> "module:Class" implementing Task; None: the task's data stages exist, its trainer not yet
 TASKS: dict[str, str | None] = {
@@ -127,8 +130,9 @@ class Task(Protocol):
     def evaluate_settings(self, section: dict[str, Any]) -> Any:
         """The frozen settings of the task's ``<task>.evaluate`` section (unknown keys rejected)."""
 
-    def load(self, data_dir: Path, config: Any) -> Any:
-        """The dataset in ``data_dir`` split as ``config`` trained on it (what :meth:`log_model` and :meth:`score` take)."""
+    def load(self, data_dir: Path | ManifestDir, config: Any) -> Any:
+        """The dataset in ``data_dir`` split as ``config`` trained on it (what :meth:`log_model` and :meth:`score` take);
+        a task that reads the validated manifest also takes that manifest already read (register reads it once)."""
 
     def train(self, data_dir: Path, out: Path, config: Any, compute: Compute, stop_after: int | None = None) -> TrainResult:
         """Train on ``data_dir``; write the model and ``train.json`` (with ``config``'s record) to ``out``."""
