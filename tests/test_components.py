@@ -114,6 +114,15 @@ def test_make_ui_starts_both_servers_on_loopback_shows_the_deployments_and_stops
         assert [s["schedule"]["cron"] for s in deployments["pipeline-nightly"]["schedules"]] == ["0 3 * * *"]
         assert deployments["data-gate-hourly"]["parameters"]["stages"] == ["ingest", "validate"]
         assert "datasets" in deployments["pipeline-nightly"]["parameter_openapi_schema"]["properties"]  # the UI's form
+        # the last results are there without a flow run of the user's: make ui published them (here, a checkout where
+        # nothing ran yet: each dataset's cards say so)
+        assert any(line.startswith("published ") and "fruits360" in line for line in lines), lines[-20:]
+        request = urllib.request.Request(f"http://127.0.0.1:{prefect_port}/api/artifacts/filter", data=b"{}",
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            artifacts = {a["key"]: a for a in json.loads(r.read())}
+        datasets = ("fruits360", "simpsons", "coco", "underground", "dsb2018")
+        assert {f"{kind}-{d}" for d in datasets for kind in ("gate", "metrics", "model")} <= set(artifacts), sorted(artifacts)
     finally:
         proc.send_signal(__import__("signal").SIGTERM)  # as Ctrl-C: both servers stop with it
         proc.wait(timeout=60)
