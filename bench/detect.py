@@ -1,6 +1,6 @@
 """Detection speed, measured in one run on the same data and settings as ultralytics' own CLI.
 
-    python bench/detect.py [--epochs 5] [--dataset coco]
+    python bench/detect.py [--epochs 5] [--dataset coco] [--model-dir models/coco]
 
 1. Training: ``python -m stages.train`` (the pipeline's train stage: the data digest, the training
    mirror, ultralytics' trainer, the published model) against ``yolo detect train`` on the same
@@ -10,7 +10,8 @@
    goal >= 0.95x, the pipeline costs nothing) and with the pipeline's default of 2.
 2. Evaluation: ``python -m stages.evaluate`` (predictions, our COCO-style AP, pycocotools on the same
    predictions, confusion matrix, curves, gallery) against ``yolo detect val`` on the held-out split
-   with the same model, both as fresh processes.
+   with the same model, both as fresh processes. ``--model-dir`` evaluates that trained model (the pipeline's
+   ``models/<dataset>``) and skips part 1.
 
 Works on the converted sample (``data/yolo/<dataset>``, run ``make run`` first), copied to a temporary
 folder: ultralytics writes label caches beside the labels.
@@ -61,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--dataset", default="coco")
+    parser.add_argument("--model-dir", type=Path, help="evaluate this trained model only (e.g. models/coco), no training")
     args = parser.parse_args()
     source = REPO / "data" / "yolo" / args.dataset
     if not (source / "data.yaml").is_file():
@@ -84,32 +86,43 @@ def main() -> None:
         print(f"{args.dataset}: {counts['train']} training images x {args.epochs} epochs at {config.imgsz} px, "
               f"{counts['val']} validation images; ultralytics' CLI uses {cli_threads} torch thread(s)")
 
-        ours = {}
-        for threads in sorted({cli_threads, 2}):
-            params = params_file(base, args.dataset, args.epochs, threads)
-            ours[threads] = run([str(BIN / "python"), "-m", "stages.train", "--dataset", args.dataset, "--data-dir", str(data),
-                                 "--out", str(base / f"model-{threads}"), "--params", str(params)], REPO)
-        cli_args = [f"{k}={v}" for k, v in config.ultralytics_args().items() if k not in ("epochs", "patience")]
-        theirs = run([str(BIN / "yolo"), "detect", "train", f"data={mirror / 'data.yaml'}", f"model={config.model}",
-                      f"epochs={args.epochs}", f"patience={args.epochs}", "device=cpu", "workers=0", "plots=False", "amp=False",
-                      "deterministic=True", f"project={base / 'runs'}", "name=cli", "exist_ok=True", *cli_args], base)
-        print(f"train  yolo detect train      {images / theirs:7.1f} images/s  ({theirs:.0f} s)")
-        for threads, seconds in ours.items():
-            note = "same threads as the CLI" if threads == cli_threads else "the pipeline's train.cpu_threads"
-            print(f"train  python -m stages.train {images / seconds:7.1f} images/s  ({seconds:.0f} s, {threads} thread(s), "
-                  f"{note}): {theirs / seconds:.2f}x the CLI")
+        model = args.model_dir.resolve() if args.model_dir else train(args, base, data, mirror, config, images, cli_threads)
+        evaluation(args, base, data, model, config, cli_threads)
 
-        model = base / f"model-{cli_threads}"
-        held_out = len(YoloSet.read(data).images["val"])
-        evaluate = run([str(BIN / "python"), "-m", "stages.evaluate", "--dataset", args.dataset, "--model-dir", str(model),
-                        "--data-dir", str(data), "--out", str(base / "eval"),
-                        "--params", str(params_file(base, args.dataset, args.epochs, cli_threads))], REPO)
-        val = run([str(BIN / "yolo"), "detect", "val", f"data={data / 'data.yaml'}", f"model={model / 'model.pt'}",
-                   f"imgsz={config.imgsz}", "device=cpu", "plots=False", f"project={base / 'runs'}", "name=val", "exist_ok=True"], base)
-        metrics = json.loads((base / "eval" / "metrics.json").read_text())
-        print(f"eval   yolo detect val        {held_out / val:7.1f} images/s  ({val:.1f} s)")
-        print(f"eval   python -m stages.evaluate {held_out / evaluate:7.1f} images/s  ({evaluate:.1f} s; mAP50-95 {metrics['map50_95']}, "
-              f"pycocotools {metrics['coco']['map50_95']}): {val / evaluate:.2f}x ultralytics' val")
+
+def train(args: argparse.Namespace, base: Path, data: Path, mirror: Path, config, images: int, cli_threads: int) -> Path:
+    """Part 1: the train stage against ``yolo detect train``; the stage's model trained with the CLI's threads."""
+    ours = {}
+    for threads in sorted({cli_threads, 2}):
+        params = params_file(base, args.dataset, args.epochs, threads)
+        ours[threads] = run([str(BIN / "python"), "-m", "stages.train", "--dataset", args.dataset, "--data-dir", str(data),
+                             "--out", str(base / f"model-{threads}"), "--params", str(params)], REPO)
+    cli_args = [f"{k}={v}" for k, v in config.ultralytics_args().items() if k not in ("epochs", "patience")]
+    theirs = run([str(BIN / "yolo"), "detect", "train", f"data={mirror / 'data.yaml'}", f"model={config.model}",
+                  f"epochs={args.epochs}", f"patience={args.epochs}", "device=cpu", "workers=0", "plots=False", "amp=False",
+                  "deterministic=True", f"project={base / 'runs'}", "name=cli", "exist_ok=True", *cli_args], base)
+    print(f"train  yolo detect train      {images / theirs:7.1f} images/s  ({theirs:.0f} s)")
+    for threads, seconds in ours.items():
+        note = "same threads as the CLI" if threads == cli_threads else "the pipeline's train.cpu_threads"
+        print(f"train  python -m stages.train {images / seconds:7.1f} images/s  ({seconds:.0f} s, {threads} thread(s), "
+              f"{note}): {theirs / seconds:.2f}x the CLI")
+    return base / f"model-{cli_threads}"
+
+
+def evaluation(args: argparse.Namespace, base: Path, data: Path, model: Path, config, cli_threads: int) -> None:
+    """Part 2: the evaluate stage against ``yolo detect val`` on the held-out split, the same model."""
+    from cvpipe.detection.data import YoloSet
+
+    held_out = len(YoloSet.read(data).images["val"])
+    evaluate = run([str(BIN / "python"), "-m", "stages.evaluate", "--dataset", args.dataset, "--model-dir", str(model),
+                    "--data-dir", str(data), "--out", str(base / "eval"),
+                    "--params", str(params_file(base, args.dataset, args.epochs, cli_threads))], REPO)
+    val = run([str(BIN / "yolo"), "detect", "val", f"data={data / 'data.yaml'}", f"model={model / 'model.pt'}",
+               f"imgsz={config.imgsz}", "device=cpu", "plots=False", f"project={base / 'runs'}", "name=val", "exist_ok=True"], base)
+    metrics = json.loads((base / "eval" / "metrics.json").read_text())
+    print(f"eval   yolo detect val        {held_out / val:7.1f} images/s  ({val:.1f} s)")
+    print(f"eval   python -m stages.evaluate {held_out / evaluate:7.1f} images/s  ({evaluate:.1f} s; mAP50-95 {metrics['map50_95']}, "
+          f"pycocotools {metrics['coco']['map50_95']}): {val / evaluate:.2f}x ultralytics' val")
 
 
 if __name__ == "__main__":
