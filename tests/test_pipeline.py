@@ -432,8 +432,8 @@ def test_a_training_parameter_reruns_only_its_dataset_a_worse_model_is_not_promo
     params = checkout / "params.yaml"
     original = params.read_text()
     params.write_text(fewer_epochs(original, {"fruits360": ("epochs: 25", "epochs: 1"), "simpsons": ("epochs: 40", "epochs: 1"),
-                                              "coco": ("epochs: 15", "epochs: 2"), "underground": ("epochs: 15", "epochs: 2"),
-                                              "dsb2018": ("epochs: 40", "epochs: 2")}))
+                                              "coco": ("epochs: 15", "epochs: 1"), "underground": ("epochs: 15", "epochs: 1"),
+                                              "dsb2018": ("epochs: 40", "epochs: 1")}))
     try:
         out = sh(checkout, "dvc", "repro").stdout
         ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
