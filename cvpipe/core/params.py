@@ -10,13 +10,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from cvpipe.core.errors import DataError, ParamsError
 
 DEFAULT_PARAMS = Path("params.yaml")
+T = TypeVar("T")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -182,16 +183,26 @@ class RegistrySettings:
 
 def registry_settings(params: dict[str, Any]) -> RegistrySettings:
     """The promotion gate's settings, from the ``registry`` section (unknown keys and bad values named)."""
-    section = mapping(params.get("registry"), "registry")
-    check_keys(section, [f.name for f in fields(RegistrySettings)], "registry")
-    d = RegistrySettings()
-    return RegistrySettings(
-        float(number(section.get("min_delta", d.min_delta), "registry.min_delta", minimum=0)),
-        float(number(section.get("tolerance", d.tolerance), "registry.tolerance", minimum=0)),
-        float(number(section.get("confidence", d.confidence), "registry.confidence", above=0, below=1)),
-        int(number(section.get("resamples", d.resamples), "registry.resamples", integer=True, minimum=10)),
-        int(number(section.get("seed", d.seed), "registry.seed", integer=True, minimum=0)),
-        float(number(section.get("wait_s", d.wait_s), "registry.wait_s", minimum=0)))
+    return number_settings(params, "registry", RegistrySettings, {
+        "min_delta": {"minimum": 0}, "tolerance": {"minimum": 0}, "confidence": {"above": 0, "below": 1},
+        "resamples": {"integer": True, "minimum": 10}, "seed": {"integer": True, "minimum": 0}, "wait_s": {"minimum": 0}})
+
+
+def number_settings(params: dict[str, Any], name: str, cls: type[T], rules: dict[str, dict[str, Any]]) -> T:
+    """The frozen dataclass ``cls`` from section ``name``, every field a number checked by :func:`number` with its
+    ``rules`` (a field whose default is None may also be null); unknown keys and bad values named."""
+    section = mapping(params.get(name), name)
+    check_keys(section, [f.name for f in fields(cls)], name)
+    default = cls()
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        value, rule = section.get(f.name, getattr(default, f.name)), rules[f.name]
+        if value is None and getattr(default, f.name) is None:
+            values[f.name] = None
+            continue
+        checked = number(value, f"{name}.{f.name}", **rule)
+        values[f.name] = int(checked) if rule.get("integer") else float(checked)
+    return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -207,12 +218,6 @@ class LabelSettings:
 
 def label_settings(params: dict[str, Any]) -> LabelSettings:
     """The ``labels`` section, checked (unknown keys and bad values named)."""
-    section = mapping(params.get("labels"), "labels")
-    check_keys(section, [f.name for f in fields(LabelSettings)], "labels")
-    d = LabelSettings()
-    epochs = section.get("epochs", d.epochs)
-    return LabelSettings(
-        int(number(section.get("folds", d.folds), "labels.folds", integer=True, minimum=2)),
-        None if epochs is None else int(number(epochs, "labels.epochs", integer=True, minimum=1)),
-        int(number(section.get("top", d.top), "labels.top", integer=True, minimum=1)),
-        int(number(section.get("seed", d.seed), "labels.seed", integer=True, minimum=0)))
+    return number_settings(params, "labels", LabelSettings, {
+        "folds": {"integer": True, "minimum": 2}, "epochs": {"integer": True, "minimum": 1},
+        "top": {"integer": True, "minimum": 1}, "seed": {"integer": True, "minimum": 0}})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cvpipe.core.errors import CvpipeError
+from cvpipe.core.errors import CvpipeError, ParamsError
 from cvpipe.core.params import load_params
 from cvpipe.core.pipeline import resolve
 from tests.cvpipe.core.test_pipeline import project  # noqa: F401 - fixture
@@ -49,3 +49,19 @@ def test_a_bad_overlay_is_one_line_naming_the_file(tmp_path, text, message):
     (tmp_path / "over.yaml").write_text(text)
     with pytest.raises(CvpipeError, match=message):
         load_params(tmp_path / "over.yaml")
+
+
+def test_number_sections_take_defaults_null_where_the_default_is_and_name_a_bad_key_or_value():
+    from cvpipe.core.params import LabelSettings, RegistrySettings, label_settings, registry_settings
+
+    assert registry_settings({}) == RegistrySettings() and label_settings({"labels": None}) == LabelSettings()
+    got = label_settings({"labels": {"folds": 5, "epochs": None}})
+    assert got == LabelSettings(folds=5, epochs=None) and isinstance(got.folds, int)
+    got = registry_settings({"registry": {"min_delta": 0, "resamples": 200}})
+    assert isinstance(got.min_delta, float) and got.resamples == 200 and isinstance(got.resamples, int)
+    with pytest.raises(ParamsError, match=r"registry\.seed: must be an integer, not 1\.5"):
+        registry_settings({"registry": {"seed": 1.5}})
+    with pytest.raises(ParamsError, match=r"registry\.resamples: must be an integer, not None"):
+        registry_settings({"registry": {"resamples": None}})  # null only where the default is null
+    with pytest.raises(ParamsError, match=r"registry.*confidence_level"):
+        registry_settings({"registry": {"confidence_level": 0.9}})
