@@ -6,6 +6,7 @@ import contextlib
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,7 +118,9 @@ def test_make_run_ends_with_one_short_line_per_dataset_holding_the_figures_of_me
     """The last screen of `make run` fits 100 columns: per dataset its task, held-out images, the gate's verdict, the
     promotion metric as metrics.json has it and the registry's decision; no download bars before it."""
     first, _ = repro
-    assert "Downloading artifacts" not in first.stdout + first.stderr
+    said = first.stdout + first.stderr
+    assert "Downloading artifacts" not in said and "Add type hints" not in said
+    assert not re.findall(r"\w+Warning\b", said), re.findall(r".*\w+Warning\b.*", said)[:5]  # no library warning at all
     screen = first.stdout[first.stdout.rindex("5 models registered"):].rstrip("\n").splitlines()
     assert len(screen) <= 24 and all(len(line) <= 100 for line in screen), screen
     assert screen[1].split()[:4] == ["dataset", "task", "images", "gate"]
