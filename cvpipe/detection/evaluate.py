@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cvpipe.core.errors import DataError
 from cvpipe.core.io import write_bytes, write_text
 from cvpipe.core.plots import confusion_csv, csv_text, image_grid, matrix_png, note_png, png
 from cvpipe.detection.metrics import ImageResult, confusion_matrix, detection_scores
@@ -59,19 +58,11 @@ def predict_files(model, files: Sequence[Path], imgsz: int, device: str, setting
                   progress: str | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]]:
     """(boxes xyxy in pixels, class indices, scores, (width, height)) per file, from an ultralytics YOLO."""
     from tqdm import tqdm
-    from ultralytics.utils.patches import imread  # as ultralytics reads a file it is given (BGR)
-
-    from cvpipe.detection.ultra import predict_batches
 
     out = []
-    def read(path: Path) -> np.ndarray:
-        image = imread(str(path))
-        if image is None:
-            raise DataError(path, "cannot be read as an image")
-        return image
-
-    images = (read(path) for path in tqdm(files, desc=progress, unit="image", disable=progress is None, leave=False))
-    for r in predict_batches(model, images, imgsz=imgsz, conf=conf, iou=settings.nms_iou, max_det=settings.max_det, device=device):
+    for path in tqdm(files, desc=progress, unit="image", disable=progress is None, leave=False):
+        r = model.predict(str(path), imgsz=imgsz, conf=conf, iou=settings.nms_iou, max_det=settings.max_det, device=device,
+                          verbose=False)[0]
         b = r.boxes
         h, w = r.orig_shape
         out.append((b.xyxy.cpu().numpy().astype(np.float64), b.cls.cpu().numpy().astype(np.int64),

@@ -51,12 +51,14 @@ class Detector(mlflow.pyfunc.PythonModel):
 
     def detect(self, images, conf: float, iou: float, max_det: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(boxes, class indices, scores) of each uint8 H x W x 3 RGB image."""
-        from cvpipe.detection.ultra import predict_batches
-
-        bgr = (np.ascontiguousarray(np.asarray(raw, dtype=np.uint8)[..., ::-1]) for raw in images)  # ultralytics' order
-        found = predict_batches(self.model, bgr, imgsz=self.imgsz, conf=conf, iou=iou, max_det=max_det, device=str(self.device))
-        return [(r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.cls.cpu().numpy().astype(np.int64),
-                 r.boxes.conf.cpu().numpy().astype(np.float64)) for r in found]
+        out = []
+        for raw in images:
+            image = np.ascontiguousarray(np.asarray(raw, dtype=np.uint8)[..., ::-1])  # ultralytics takes arrays as BGR
+            r = self.model.predict(image, imgsz=self.imgsz, conf=conf, iou=iou, max_det=max_det, device=str(self.device),
+                                   verbose=False)[0]
+            out.append((r.boxes.xyxy.cpu().numpy().astype(np.float64), r.boxes.cls.cpu().numpy().astype(np.int64),
+                        r.boxes.conf.cpu().numpy().astype(np.float64)))
+        return out
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         settings = DEFAULTS | (params or {})

@@ -18,7 +18,6 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "
 FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # what check_font looks for in USER_CONFIG_DIR before downloading
 # model.args kept in a published checkpoint: what YOLO(...) reads back (Model._reset_ckpt_args), no paths
 KEPT_MODEL_ARGS = ("imgsz", "task", "single_cls")
-BATCH = 16  # images per forward pass of predict_batches (a few MB of pixels at COCO's sizes)
 
 
 def load(config_dir: Path | None = None):
@@ -54,36 +52,6 @@ def load(config_dir: Path | None = None):
     dict.update(SETTINGS, dict.fromkeys(INTEGRATIONS, False))  # this process only (SETTINGS.update writes the file)
     provide_fonts(Path(USER_CONFIG_DIR))
     return ultralytics
-
-
-def predict_batches(model: Any, images: Iterable[Any], batch: int = BATCH, **args: Any) -> Iterator[Any]:
-    """ultralytics' ``Results`` of each BGR uint8 image, in order, from one ``model.predict`` call per ``batch``
-    images of one shape (``args``: ``imgsz``, ``conf``, ``iou``, ``max_det``, ``device``).
-
-    One call per image costs ultralytics' per-call set-up each time. A batch of one shape is letterboxed as each of
-    its images alone (minimal padding); ultralytics pads a batch of mixed shapes to a square instead, which would
-    change the boxes, so each ``batch`` images in a row are split by shape. Only ``batch`` images are held at once.
-    """
-    chunk: list[Any] = []
-    for image in images:
-        chunk.append(image)
-        if len(chunk) == batch:
-            yield from _predict_chunk(model, chunk, args)
-            chunk = []
-    if chunk:
-        yield from _predict_chunk(model, chunk, args)
-
-
-def _predict_chunk(model: Any, chunk: list[Any], args: dict[str, Any]) -> list[Any]:
-    by_shape: dict[tuple[int, ...], list[int]] = {}
-    for k, image in enumerate(chunk):
-        by_shape.setdefault(image.shape, []).append(k)
-    results: list[Any] = [None] * len(chunk)
-    for indices in by_shape.values():
-        found = model.predict([chunk[k] for k in indices], verbose=False, **args)
-        for k, r in zip(indices, found, strict=True):
-            results[k] = r
-    return results
 
 
 def provide_fonts(folder: Path) -> None:

@@ -83,8 +83,7 @@ def test_the_pyfunc_gives_ultralytics_the_pixels_it_reads_from_the_file_and_find
     predict = detector.model.predict
     detector.model.predict = lambda source, **kw: seen.append(source) or predict(source, **kw)
     found = loaded.predict(images_frame([tmp_path / "x.png"]), params={"conf": 0.0001, "max_det": 10}).iloc[0]
-    (batch,) = seen  # one call, a batch of the one image (cvpipe.detection.ultra.predict_batches)
-    assert len(batch) == 1 and np.array_equal(batch[0], cv2.imread(str(tmp_path / "x.png")))  # BGR, as ultralytics loads files
+    assert np.array_equal(seen[0], cv2.imread(str(tmp_path / "x.png")))  # BGR, as ultralytics loads files
     # the network's boxes and scores as they are: an untrained net scores its boxes within 1e-6 of each other, and
     # scores rounded to 4 places would tie them; boxes rounded to 0.01 px cross IoU thresholds; either way the
     # registry's AP would differ from the evaluation's

@@ -39,30 +39,3 @@ def test_the_best_epoch_of_a_history_is_ultralytics_choice():
     epoch, metrics = best_of(rows)
     assert epoch == 3  # a tie on mAP50-95: the later epoch, as ultralytics saves best.pt again on an equal fitness
     assert metrics == {"val_precision": 0.3, "val_recall": 0.5, "val_mAP50": 0.7, "val_mAP50_95": 0.30}
-
-
-def test_batches_of_one_shape_give_the_results_of_one_image_at_a_time_to_the_bit():
-    """predict_batches splits each batch by shape (a mixed batch would be padded to a square, other boxes) and
-    keeps the order; its boxes and scores are those of ultralytics called once per image, bit for bit."""
-    import numpy as np
-    import torch
-
-    from cvpipe.detection.ultra import load, predict_batches
-
-    load()
-    from ultralytics import YOLO
-
-    torch.manual_seed(0)
-    model = YOLO("yolov8n.yaml", task="detect")  # untrained: many low-score boxes to compare
-    rng = np.random.default_rng(0)
-    shapes = [(120, 160, 3), (160, 120, 3), (120, 160, 3), (96, 96, 3), (120, 160, 3), (160, 120, 3), (120, 160, 3)]
-    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in shapes]
-    args = {"imgsz": 128, "conf": 0.0001, "iou": 0.7, "max_det": 50, "device": "cpu"}
-    alone = [model.predict(image, verbose=False, **args)[0] for image in images]
-    batched = list(predict_batches(model, iter(images), batch=3, **args))
-    assert [r.orig_shape for r in batched] == [s[:2] for s in shapes]
-    for a, b in zip(alone, batched, strict=True):
-        assert len(a.boxes) > 0 and np.array_equal(a.boxes.data.numpy(), b.boxes.data.numpy())
-    # what the batching saves is not correctness: a mixed-shape batch in one call is letterboxed to a square
-    mixed = model.predict(images[:2], verbose=False, **args)
-    assert not all(np.array_equal(a.boxes.data.numpy(), m.boxes.data.numpy()) for a, m in zip(alone[:2], mixed, strict=True))
