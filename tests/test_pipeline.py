@@ -333,7 +333,7 @@ def test_make_serve_runs_the_scheduled_deployments_and_a_triggered_run_gives_the
     deployments of params.yaml's schedules and serves them; `prefect deployment run` of the pipeline
     data-gate deployment (its stages: ingest, validate), for one dataset, completes and writes the bytes `dvc repro`
     wrote. (The flow trains the bytes of `dvc repro` for all five models:
-    test_a_training_parameter_reruns_only_its_dataset_a_worse_model_is_not_promoted_and_the_flow_trains_the_same_bytes.)"""
+    test_a_training_parameter_retrains_only_its_dataset_and_the_flow_trains_the_bytes_of_dvc_repro.)"""
     import signal
     import time
 
@@ -427,42 +427,37 @@ def fewer_epochs(text: str, changes: dict[str, tuple[str, str]]) -> str:
     return text
 
 
-def test_a_training_parameter_reruns_only_its_dataset_a_worse_model_is_not_promoted_and_the_flow_trains_the_same_bytes(
-        checkout, repro, tmp_path):
-    """Fewer epochs for all five datasets: `dvc repro` reruns their train, evaluate and register only, and no
-    worse model is promoted; then the Prefect flow trains the five again (threads, each training stage its dvc.yaml
-    command in a child process) and every models/<dataset> has the md5 `dvc repro` recorded in dvc.lock."""
+TRAIN_STAGES = ("train", "detection_train", "segmentation_train")  # dvc.yaml's foreach groups that train
+
+
+def test_a_training_parameter_retrains_only_its_dataset_and_the_flow_trains_the_bytes_of_dvc_repro(checkout, repro, tmp_path):
+    """Fewer epochs for all five datasets: `dvc repro` of the training stages reruns the five trainings and no data
+    stage; then the Prefect flow trains the five again (threads, each training stage its dvc.yaml command in a child
+    process) and every models/<dataset> has the md5 `dvc repro` recorded in dvc.lock. (That a worse model is not
+    promoted under dvc repro: the register kill test, whose rerun ties and stays @challenger, and the stage tests.)"""
     params = checkout / "params.yaml"
     original = params.read_text()
     params.write_text(fewer_epochs(original, {"fruits360": ("epochs: 25", "epochs: 1"), "simpsons": ("epochs: 40", "epochs: 1"),
                                               "coco": ("epochs: 15", "epochs: 1"), "underground": ("epochs: 15", "epochs: 1"),
                                               "dsb2018": ("epochs: 40", "epochs: 1")}))
     try:
-        out = sh(checkout, "dvc", "repro").stdout
+        out = sh(checkout, "dvc", "repro", *TRAIN_STAGES).stdout
         ran = sorted(line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage"))
-        assert ran == sorted(f"{kind}{stage}@{name}" for kind, names in (("", ("fruits360", "simpsons")),
-                                                                          ("detection_", ("coco", "underground")),
-                                                                          ("segmentation_", ("dsb2018",)))
-                             for name in names for stage in ("train", "evaluate", "register"))
-        for name in ("fruits360", "underground", "dsb2018"):
-            outcome = json.loads((checkout / f"reports/register/{name}.json").read_text())
-            assert outcome["alias"] == "challenger" and outcome["champion_version"] == "1", outcome
-            assert outcome["score"] < outcome["champion_score"]
-        for name in ("simpsons", "coco"):
-            assert json.loads((checkout / f"reports/register/{name}.json").read_text())["alias"] == "challenger"
+        assert ran == ["detection_train@coco", "detection_train@underground", "segmentation_train@dsb2018",
+                       "train@fruits360", "train@simpsons"], out[-2000:]
+        assert all(json.loads((checkout / f"models/{d}/train.json").read_text())["epochs"] == 1
+                   for d in ("fruits360", "simpsons", "coco", "underground", "dsb2018"))
 
         # the flow, from the same copy: the five trained again, to the bytes dvc.lock now records
-        flow = sh(checkout, "python", "-m", "flows.pipeline", "--stage", "train", "--stage", "detection_train",
-                  "--stage", "segmentation_train", "--refresh", timeout=1200,
+        flow = sh(checkout, "python", "-m", "flows.pipeline", *(a for stage in TRAIN_STAGES for a in ("--stage", stage)),
+                  "--refresh", timeout=1200,
                   env={"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"})
         log = flow.stdout + flow.stderr
         for stage in ("train@fruits360", "train@simpsons", "detection_train@coco", "detection_train@underground",
                       "segmentation_train@dsb2018"):
             assert f"Task run '{stage}' - Finished in state Completed" in log, (stage, log[-3000:])
-        status = json.loads(sh(checkout, "dvc", "status", "--json").stdout or "{}")
-        changed = {path for stage in status.values() for entry in stage if isinstance(entry, dict)
-                   for kind in ("changed outs", "changed deps") for path in entry.get(kind, {}) if path.startswith("models/")}
-        assert changed == set(), (changed, status)
+        status = json.loads(sh(checkout, "dvc", "status", *TRAIN_STAGES, "--json").stdout or "{}")
+        assert status == {}, status  # every model (and every input) as dvc.lock records it
     finally:
         params.write_text(original)
 
