@@ -31,6 +31,7 @@ from cvpipe.data.manifest import (
     MASK_SCHEMA,
     ManifestDir,
     WorkPool,
+    manifest_of,
     read_manifest_dir,
     write_table,
 )
@@ -78,7 +79,7 @@ def run(
     ``manifest_dir`` is ingest's folder, or that folder already read (the command line reads it once)."""
     if on_fail not in ON_FAIL:
         raise ParamsError("validate.on_fail", f"is {on_fail!r}; choose one of {list(ON_FAIL)}")
-    manifest = manifest_dir if isinstance(manifest_dir, ManifestDir) else read_manifest_dir(manifest_dir, root=root, allow_empty=True)
+    manifest = manifest_of(manifest_dir, root=root, allow_empty=True)
     if manifest.task != cfg.task:
         raise DataError(manifest.file("dataset.json"), f"task is {manifest.task!r}, validated as {cfg.task!r}")
     name = name or manifest.folder.name

@@ -23,7 +23,7 @@ from PIL import Image
 from cvpipe.core.errors import DataError
 from cvpipe.core.io import atomic_path
 from cvpipe.data.classmap import ClassMap
-from cvpipe.data.manifest import ManifestDir, parallel_map, read_manifest_dir
+from cvpipe.data.manifest import ManifestDir, manifest_of, parallel_map
 from cvpipe.data.pil import open_image
 from cvpipe.data.splits import check_fraction, unit_hash
 
@@ -64,8 +64,8 @@ def load_table(manifest_dir: Path | ManifestDir, val_fraction: float = 0.2, root
     from train as above.
     """
     check_fraction(val_fraction)
-    manifest = manifest_dir if isinstance(manifest_dir, ManifestDir) else read_manifest_dir(
-        manifest_dir, task="classification", root=root, columns=["path", "split", "label", "sha256", "locate_error", "probe_error"])
+    manifest = manifest_of(manifest_dir, "classification", root=root,
+                           columns=["path", "split", "label", "sha256", "locate_error", "probe_error"])
     root, classes = manifest.root, manifest.classes
     rows = manifest.images.to_pylist()
     files, paths, labels, splits, digests = [], [], [], [], []

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -393,6 +393,16 @@ def read_manifest_dir(
     splits = info.get("splits") if isinstance(info.get("splits"), dict) else {}
     return ManifestDir(folder, info["source"], info["task"], Path(root or info["root"]), classes, images, boxes, masks,
                        {str(k): str(v) for k, v in splits.items()})
+
+
+def manifest_of(folder: str | Path | ManifestDir, task: str | None = None, **read: Any) -> ManifestDir:
+    """``folder`` read by :func:`read_manifest_dir` (``read``: its other arguments), or, when a caller already read
+    it, that manifest as it is (its task still checked): so a stage reads each manifest once."""
+    if not isinstance(folder, ManifestDir):
+        return read_manifest_dir(folder, task=task, **read)
+    if task is not None and folder.task != task:
+        raise DataError(folder.file("dataset.json"), f"task is {folder.task!r}, not {task!r}")
+    return folder
 
 
 def _read_parquet(path: Path, columns: Sequence[str] | None = None) -> pa.Table:

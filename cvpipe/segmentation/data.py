@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from cvpipe.core.errors import DataError
-from cvpipe.data.manifest import ManifestDir, parallel_map, read_manifest_dir
+from cvpipe.data.manifest import ManifestDir, manifest_of, parallel_map
 from cvpipe.data.pil import open_image
 from cvpipe.data.splits import check_fraction, unit_hash
 
@@ -53,8 +53,8 @@ def load_set(manifest_dir: Path | ManifestDir, val_fraction: float, holdout_frac
     """The validated manifest of a segmentation dataset, split into train, val, holdout and test."""
     check_fraction(val_fraction, "val_fraction")
     check_fraction(holdout_fraction, "holdout_fraction")
-    manifest = manifest_dir if isinstance(manifest_dir, ManifestDir) else read_manifest_dir(
-        manifest_dir, task="segmentation", root=root, columns=["path", "split", "source_id", "sha256", "locate_error", "probe_error"])
+    manifest = manifest_of(manifest_dir, "segmentation", root=root,
+                           columns=["path", "split", "source_id", "sha256", "locate_error", "probe_error"])
     if manifest.masks is None:
         raise DataError(manifest.folder / "masks.parquet", "missing: a segmentation manifest lists its masks there")
     masks: dict[str, list[Path]] = {}

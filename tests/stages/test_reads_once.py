@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import cvpipe.classification.data
+import cvpipe.data.manifest
 import stages.register
 import stages.validate
 from stages import register, validate
@@ -30,7 +30,7 @@ def count_reads(monkeypatch: pytest.MonkeyPatch, *modules) -> list[Path]:
 
 
 def test_the_gate_reads_the_manifest_once(fruits_manifest, tmp_path, monkeypatch):
-    calls = count_reads(monkeypatch, stages.validate)
+    calls = count_reads(monkeypatch, stages.validate, cvpipe.data.manifest)
     argv = ["--manifest-dir", str(fruits_manifest), "--task", "classification", "--report", str(tmp_path / "report"),
             "--out", str(tmp_path / "validated"), "--params", str(REPO / "params.yaml")]
     assert validate.main(argv) == 0
@@ -40,6 +40,16 @@ def test_the_gate_reads_the_manifest_once(fruits_manifest, tmp_path, monkeypatch
 
 def test_register_reads_the_manifest_once_for_the_runs_input_and_the_tasks_data(registry, tmp_path, store, monkeypatch):
     root, fruits, _ = registry
-    calls = count_reads(monkeypatch, stages.register, cvpipe.classification.data)
+    calls = count_reads(monkeypatch, stages.register, cvpipe.data.manifest)
     result = register.run("fruits360", "classification", root / "clf", root / "clf_eval", fruits, GATE, mlruns=tmp_path)
     assert result.alias == "champion" and calls == [fruits]
+
+
+def test_a_manifest_read_once_is_still_checked_for_its_task(fruits_manifest):
+    from cvpipe.core.errors import DataError
+    from cvpipe.data.manifest import manifest_of, read_manifest_dir
+
+    manifest = read_manifest_dir(fruits_manifest)
+    assert manifest_of(manifest, "classification") is manifest  # handed on, not read again
+    with pytest.raises(DataError, match="task is 'classification', not 'segmentation'"):
+        manifest_of(manifest, "segmentation")
