@@ -6,11 +6,13 @@ other folds (its best epoch chosen by their own loss, so that no held-out mask s
 probabilities become instances as the served model makes them (:func:`cvpipe.segmentation.instances.instances`). Two
 kinds of suspect, both scored in [0, 1] (higher: more likely wrong) and ranked together:
 
-- ``missing mask``: a nucleus the models find that no mask covers (a mask deleted or never drawn). The part of each
-  predicted instance farther than ``MARGIN`` pixels from every labelled mask (so that a predicted outline a little
-  wider than its mask is not a suspect) is a suspect when it has at least ``min_area`` pixels. Score: its mean
-  foreground probability times its area relative to the dataset's median mask area (capped at 1), so a confident
-  nucleus-sized blob outranks a sliver beside a labelled nucleus.
+- ``missing mask``: a nucleus the models find that no mask covers (a mask deleted or never drawn). Each connected part
+  of the predicted nuclei farther than ``MARGIN`` pixels from every labelled mask (so that a predicted outline a
+  little wider than its mask is not a suspect) is a suspect when it has at least ``min_area`` pixels (touching
+  predicted instances form one part: one place for a person to fix). Score: its mean
+  foreground probability times its area relative to half the dataset's median mask area (capped at 1:
+  :data:`FULL_AREA`), so a confident nucleus-sized blob outranks a sliver beside a labelled nucleus, while a small
+  or cut-off nucleus still counts.
 - ``mask without nucleus``: a labelled mask that no predicted instance matches at IoU above 0.5 (a hit as the DSB
   score counts one; :mod:`cvpipe.segmentation.metrics`), such as a mask drawn on background or on the wrong place.
   Score: 1 minus the mean foreground probability over the mask's pixels, so a mask on what the models call background
@@ -34,6 +36,7 @@ MISSING_MASK = "missing mask"
 MASK_WITHOUT_NUCLEUS = "mask without nucleus"
 MARGIN = 2  # pixels around a labelled mask where a predicted nucleus still counts as that mask's
 MATCH_IOU = 0.5  # a mask is found when a predicted instance's IoU with it is above this (DSB's lowest threshold)
+FULL_AREA = 0.5  # a missing-mask part this share of the median labelled nucleus, or larger, scores its full probability
 PICTURE_MIN = 256  # pixels of a picture's shorter side: small images are enlarged (nearest) to read
 
 
@@ -62,21 +65,22 @@ def _region(region: np.ndarray, offset: tuple[slice, slice]) -> tuple[int, int, 
 
 def missing_masks(truth: np.ndarray, pred: np.ndarray, foreground: np.ndarray, min_area: int,
                   typical_area: float) -> list[Finding]:
-    """Parts of predicted instances (``pred``) at least ``min_area`` pixels large and more than :data:`MARGIN` pixels
-    from every labelled mask (``truth``), scored by mean ``foreground`` probability x min(1, area / ``typical_area``)."""
+    """Connected parts of the predicted nuclei (``pred``) more than :data:`MARGIN` pixels from every labelled mask
+    (``truth``) and at least ``min_area`` pixels large, scored by mean ``foreground`` probability x min(1, area /
+    (:data:`FULL_AREA` x ``typical_area``))."""
     covered = truth > 0
     if MARGIN and covered.any():
         covered = ndimage.binary_dilation(covered, iterations=MARGIN)
+    # touching instances are one part: watershed may cut one unlabelled nucleus in two, and a person fixes a place once
+    parts, _ = ndimage.label((pred > 0) & ~covered)
     found = []
-    for label, where in enumerate(ndimage.find_objects(pred), start=1):
-        if where is None:
-            continue
-        part = (pred[where] == label) & ~covered[where]
+    for label, where in enumerate(ndimage.find_objects(parts), start=1):
+        part = parts[where] == label
         if part.sum() < max(min_area, 1):
             continue
         x, y, area, box = _region(part, where)
         p = float(foreground[where][part].mean())
-        found.append(Finding(MISSING_MASK, 0, x, y, area, box, p, p * min(1.0, area / max(typical_area, 1.0))))
+        found.append(Finding(MISSING_MASK, 0, x, y, area, box, p, p * min(1.0, area / max(FULL_AREA * typical_area, 1.0))))
     return found
 
 
@@ -134,8 +138,11 @@ def out_of_fold(images: list[np.ndarray], label_images: list[np.ndarray], folds:
 
 def picture(image: np.ndarray, truth: np.ndarray, finding: Finding, text: str) -> np.ndarray:
     """The image with its labelled masks tinted and the suspect boxed (red: missing mask, orange: mask without
-    nucleus), enlarged to at least ``PICTURE_MIN`` pixels a side, ``text`` along the top."""
-    from cvpipe.core.annotate import boxes, caption, instances
+    nucleus), enlarged to at least ``PICTURE_MIN`` pixels a side, under a band with ``text`` (a band of its own: a
+    caption drawn on the image would hide a suspect at its top)."""
+    from PIL import Image, ImageDraw
+
+    from cvpipe.core.annotate import boxes, font, instances
 
     scale = max(1, -(-PICTURE_MIN // min(image.shape[:2])))
     tinted = instances(image, truth, alpha=0.3).repeat(scale, axis=0).repeat(scale, axis=1)
@@ -143,4 +150,8 @@ def picture(image: np.ndarray, truth: np.ndarray, finding: Finding, text: str) -
     pad = 3
     box = [max(0, x0 - pad) * scale, max(0, y0 - pad) * scale, (x1 + pad) * scale - 1, (y1 + pad) * scale - 1]
     colour = 3 if finding.kind == MISSING_MASK else 1
-    return caption(boxes(tinted, [box], [f"{finding.score:.2f}"], [colour]), text)
+    drawn = boxes(tinted, [box], [f"{finding.score:.2f}"], [colour])
+    size = max(10, round(min(drawn.shape[:2]) / 16))
+    band = Image.new("RGB", (drawn.shape[1], size + 8), (0, 0, 0))
+    ImageDraw.Draw(band).text((4, 2), text, fill=(255, 255, 255), font=font(size))
+    return np.concatenate([np.asarray(band), drawn])

@@ -30,13 +30,20 @@ def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_a_nucleus_without_a_mask_is_a_missing_mask():
     truth, pred, fg = scene()
-    [f] = missing_masks(truth, pred, fg, min_area=10, typical_area=36)
+    [f] = missing_masks(truth, pred, fg, min_area=10, typical_area=72)
     assert (f.kind, f.mask, f.area, f.box) == (MISSING_MASK, 0, 36, (4, 20, 10, 26))
     assert (f.x, f.y) == (6, 22)  # the mean of 4..9 and 20..25, rounded half to even
     assert f.probability == pytest.approx(0.9) and f.score == pytest.approx(0.9)
-    # half the dataset's usual nucleus: half the score; smaller than min_area: no suspect
-    assert missing_masks(truth, pred, fg, min_area=10, typical_area=72)[0].score == pytest.approx(0.45)
-    assert missing_masks(truth, pred, fg, min_area=37, typical_area=36) == []
+    # half the median nucleus scores in full, a quarter of it half; smaller than min_area: no suspect
+    assert missing_masks(truth, pred, fg, min_area=10, typical_area=144)[0].score == pytest.approx(0.45)
+    assert missing_masks(truth, pred, fg, min_area=37, typical_area=72) == []
+
+
+def test_an_unlabelled_nucleus_cut_in_two_by_watershed_is_one_suspect():
+    truth, pred, fg = scene()
+    pred[20:26, 7:10] = 3  # the unlabelled nucleus's right half, another instance
+    [f] = missing_masks(truth, pred, fg, min_area=10, typical_area=72)
+    assert f.area == 36 and f.box == (4, 20, 10, 26)
 
 
 def test_a_prediction_a_little_wider_than_its_mask_is_no_suspect():
@@ -80,6 +87,8 @@ def test_the_picture_is_enlarged_rgb_with_the_suspect_boxed():
     image = np.full((30, 30, 3), 40, dtype=np.uint8)
     [f] = unfound_masks(truth, pred, fg)
     drawn = picture(image, truth, f, "no nucleus? p=0.05")
-    assert drawn.dtype == np.uint8 and drawn.shape == (270, 270, 3)  # 30 px x 9 >= 256
+    band = 17 + 8  # text of 270 / 16 pixels above the picture
+    assert drawn.dtype == np.uint8 and drawn.shape == (band + 270, 270, 3)  # 30 px x 9 >= 256
     x0 = (f.box[0] - 3) * 9
-    assert tuple(drawn[(f.box[1] + f.box[3]) // 2 * 9, x0]) == (255, 127, 14)  # the box's left side, in orange
+    assert tuple(drawn[band + (f.box[1] + f.box[3]) // 2 * 9, x0]) == (255, 127, 14)  # the box's left side, in orange
+    assert drawn[:band].max() == 255 and drawn[band - 1].max() == 0  # white text on its own black band
