@@ -204,7 +204,8 @@ class SegmentationTask(TorchTraining):
 
     def label_suspects(self, data_dir: Path, config: Any, settings: Any, compute: Compute) -> list[Suspect]:
         """Out-of-fold instances against the masks of every ``stage1_train`` image (:mod:`cvpipe.segmentation.labels`),
-        highest score first (ties: by image path, then position)."""
+        highest score first (ties: by image path, then evidence). Pictures are drawn for the first ``settings.top``
+        only, the ones the stage writes (the others' ``picture`` is None: a large set can have thousands of suspects)."""
         from dataclasses import replace
 
         import numpy as np
@@ -225,27 +226,26 @@ class SegmentationTask(TorchTraining):
         loaded = list(load_images(data, masked))
         images, truths = [image for image, _ in loaded], [labels for _, labels in loaded]
         typical, instance_config = review.typical_area(truths), InstanceConfig()
-        suspects = []
+        found = []
         for k, pred, foreground in review.out_of_fold(images, truths, folds(np.arange(len(masked)), settings.folds, settings.seed),
                                                       config, pick_device(compute.device), instance_config):
-            index = int(masked[k])
             for f in review.findings(truths[k], pred, foreground, instance_config.min_area, typical):
-                said, short = self._said(data, index, f)
-                suspects.append(Suspect(data.paths[index], f.kind, said, round(f.score, 6),
-                                        review.picture(images[k], truths[k], f, short)))
-        return sorted(suspects, key=lambda s: (-s.score, s.image, s.evidence))
+                found.append((round(f.score, 6), data.paths[int(masked[k])], *self._said(data, int(masked[k]), f), k, f))
+        found.sort(key=lambda row: (-row[0], row[1], row[2]))
+        return [Suspect(path, f.kind, said, score, review.picture(images[k], truths[k], f, short) if n < settings.top else None)
+                for n, (score, path, said, short, k, f) in enumerate(found)]
 
     @staticmethod
     def _said(data: Any, index: int, f: Any) -> tuple[str, str]:
         """A finding's evidence for queue.csv (the mask file by its manifest path) and its picture's caption."""
-        from cvpipe.segmentation.labels import MISSING_MASK
+        from cvpipe.segmentation.labels import MARGIN, MATCH_IOU, MISSING_MASK
 
         where = f"at (x={f.x}, y={f.y}), {f.area} px"
         if f.kind == MISSING_MASK:
-            return (f"no mask within 2 px of a nucleus the models find {where}, mean p={f.probability:.2f}",
+            return (f"no mask within {MARGIN} px of a nucleus the models find {where}, mean p={f.probability:.2f}",
                     f"no mask? p={f.probability:.2f}")
         mask = data.masks[data.paths[index]][f.mask - 1].relative_to(data.root).as_posix()
-        return (f"mask {mask} {where}: no model finds a nucleus there (IoU <= 0.5), mean p={f.probability:.2f}",
+        return (f"mask {mask} {where}: no model finds a nucleus there (IoU <= {MATCH_IOU}), mean p={f.probability:.2f}",
                 f"no nucleus? p={f.probability:.2f}")
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
