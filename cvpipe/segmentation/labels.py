@@ -3,16 +3,16 @@
 Every ``stage1_train`` image (whatever its train, val or holdout split) is predicted by a model that never saw it:
 the images are dealt into folds and each fold is predicted by a U-Net trained, as the dataset's config says, on the
 other folds (its best epoch chosen by their own loss, so that no held-out mask steers it). Its foreground
-probabilities become instances as the served model makes them (:func:`cvpipe.segmentation.instances.instances`). Two
-kinds of suspect, both scored in [0, 1] (higher: more likely wrong) and ranked together:
+probabilities become instances as the served model makes them (:func:`cvpipe.segmentation.instances.instances`), with
+``InstanceConfig``'s defaults: the stage hands a task its ``labels`` settings only, not ``segmentation.evaluate``.
+Two kinds of suspect, both scored in [0, 1] (higher: more likely wrong) and ranked together:
 
 - ``missing mask``: a nucleus the models find that no mask covers (a mask deleted or never drawn). Each connected part
   of the predicted nuclei farther than ``MARGIN`` pixels from every labelled mask (so that a predicted outline a
   little wider than its mask is not a suspect) is a suspect when it has at least ``min_area`` pixels (touching
-  predicted instances form one part: one place for a person to fix). Score: its mean
-  foreground probability times its area relative to half the dataset's median mask area (capped at 1:
-  :data:`FULL_AREA`), so a confident nucleus-sized blob outranks a sliver beside a labelled nucleus, while a small
-  or cut-off nucleus still counts.
+  predicted instances form one part: one place for a person to fix). Score: its mean foreground probability times
+  its area relative to half the dataset's median mask area (capped at 1: :data:`FULL_AREA`), so a confident
+  nucleus-sized blob outranks a sliver beside a labelled nucleus, while a small or cut-off nucleus still counts.
 - ``mask without nucleus``: a labelled mask that no predicted instance matches at IoU above 0.5 (a hit as the DSB
   score counts one; :mod:`cvpipe.segmentation.metrics`), such as a mask drawn on background or on the wrong place.
   Score: 1 minus the mean foreground probability over the mask's pixels, so a mask on what the models call background
