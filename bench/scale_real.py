@@ -204,7 +204,7 @@ def measure_sizes(sizes: list[str], data: Path, names: list[str], train_sizes: l
 def print_table(name: str, by_size: dict[str, dict]) -> None:
     sizes = list(by_size)
     print(f"\n{name}: " + ", ".join(f"{s}: {by_size[s]['images']:,} images ({by_size[s]['files']:,} files)" for s in sizes))
-    heads = f"{'s':>8s} {'CPU s':>7s} {'img/s':>8s} {'RSS MiB':>8s} {'tree MiB':>8s} {'x decode':>8s} {'growth':>7s}"
+    heads = f"{'s':>8s} {'CPU s':>7s} {'img/s':>8s} {'RSS MiB':>8s} {'tree MiB':>8s} {'x decode':>8s} {'x CPU':>6s} {'growth':>7s}"
     print(f"  {'stage':30s} {'size':>7s} {heads}")
     for label in by_size[sizes[0]]["stages"]:
         previous = None
@@ -212,7 +212,9 @@ def print_table(name: str, by_size: dict[str, dict]) -> None:
             r = by_size[size]["stages"].get(label)
             if r is None:
                 continue
-            base = by_size[size]["stages"]["PIL open + decode (baseline)"]["seconds"]
+            baseline = by_size[size]["stages"]["PIL open + decode (baseline)"]
+            base = baseline["seconds"]
+            cpu_ratio = f"{r['cpu'] / baseline['cpu']:6.2f}" if "cpu" in r and baseline.get("cpu") else f"{'-':>6s}"
             n = by_size[size]["images"]
             growth = ""
             if previous is not None and n != previous[0] and previous[1] > 0:
@@ -221,11 +223,12 @@ def print_table(name: str, by_size: dict[str, dict]) -> None:
                 growth = f"({g:.2f})" if previous[2] == "sample" else f"{g:.2f}" + (" !" if g > GROWTH_FLAG else "")
             cpu = f"{r['cpu']:7.1f}" if "cpu" in r else f"{'-':>7s}"
             print(f"  {label:30s} {size:>7s} {r['seconds']:8.1f} {cpu} {n / r['seconds']:8.0f} {r['rss'] / 2**20:8.0f} "
-                  f"{r['tree_rss'] / 2**20:8.0f} {r['seconds'] / base:8.2f} {growth:>7s}")
+                  f"{r['tree_rss'] / 2**20:8.0f} {r['seconds'] / base:8.2f} {cpu_ratio} {growth:>7s}")
             previous = (n, r["seconds"], size)
     print("  growth: log(t2/t1) / log(n2/n1) from the size before (1 = linear; ! above 1.15; in brackets from the "
           "sample, whose images are smaller); x decode: seconds against the PIL loop over the same files (DSB: images "
-          "and masks); s: in the stage's main(), the process's start and imports apart", flush=True)
+          "and masks); x CPU: the same for CPU seconds (the stage's worker processes included), which a shared machine's "
+          "load does not inflate; s: in the stage's main(), the process's start and imports apart", flush=True)
 
 
 def dvc_noop(raw: Path, project: Path) -> dict:
