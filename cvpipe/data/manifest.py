@@ -132,6 +132,9 @@ class WorkPool(Protocol):
     def map_chunks(self, fn: Callable[[T], R], chunks: Iterable[Sequence[T]]) -> Iterator[list[R]]: ...
 
 
+POOL_TASKS = 64  # chunks a set sent to a WorkPool is cut into (at least parallel_map's ``chunk`` items each)
+
+
 def parallel_map(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -153,6 +156,11 @@ def parallel_map(
     try:
         if isinstance(workers, WorkPool):
             if workers.takes(len(items) if images is None else images):
+                # A task's round trip through Dask's scheduler costs milliseconds, more than hashing and probing
+                # 32 small images: a set goes in about POOL_TASKS chunks (90,000 Fruits-360 images: ingest 136 s
+                # in 2,813 tasks of 32 on 2 cores, against 9.5 s on threads)
+                size = max(chunk, -(-len(items) // POOL_TASKS))
+                chunks = (items[i : i + size] for i in range(0, len(items), size))
                 for results in workers.map_chunks(fn, chunks):
                     yield from results
                     progress.update(len(results))
