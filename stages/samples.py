@@ -3,9 +3,9 @@
     python -m stages.samples --out data/raw [--dataset NAME ...] [--seed 0] [--force] [--params params.yaml]
         [--scale sample|real|FACTOR] [--workers 2]
 
-``--scale real`` writes sets at the real datasets' size instead (Fruits-360: 90,000 images in 131 classes;
-COCO: 5,000 images of 640x480, about 36,000 boxes in 80 categories; DSB2018: 670 + 65 images, about 29,000
-masks), ``--scale 0.1`` a tenth of that, for bench/scale.py; never into data/raw, which DVC versions.
+``--scale real`` writes sets at the real datasets' size instead (each source's generator says what that is:
+counts, image sizes and classes of the real release), ``--scale 0.1`` a tenth of that, for bench/scale.py;
+never into data/raw, which DVC versions.
 
 A dataset with a ``path`` (params.realdata.yaml's real extracts) is linked there instead: data/raw/<name>
 becomes a link to that folder, whose files are read where they lie.
