@@ -37,6 +37,7 @@ class SegmentationTask(TorchTraining):
     prediction_columns = PREDICTION_COLUMNS
     explanation = None  # no explain (Grad-CAM is for classifiers)
     label_review = None  # no label-error queue yet (stages.labels says so in one line)
+    queue_export = None  # no queue
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.segmentation.fit.SegmentationConfig` of ``segmentation.datasets.<dataset>`` or train.json."""
