@@ -129,7 +129,7 @@ def test_planted_box_errors_are_found_at_the_top_of_the_queue(queue):
 
 @pytest.mark.slow
 def test_each_queued_box_names_class_box_and_confidence_with_its_picture_and_labelimg_file(queue):
-    result, rows, planted, out = queue
+    _, rows, _, out = queue
     for r in rows:
         assert r["problem"] in (UNFOUND, UNLABELLED, "class") and " px" in r["evidence"] and "confidence" in r["evidence"]
         assert (out / r["picture"]).read_bytes()[:4] == b"\x89PNG"
