@@ -33,7 +33,8 @@ DELETED, CHANGED, ADDED = 6, 6, 4  # of the sample's 300 images (about 600 boxes
 PLANTED = DELETED + CHANGED + ADDED
 # two fold models of about 135 training images each, at 128 pixels, no mosaic. At 12 epochs one fold model reached
 # mAP50 0.99 and the other 0.86, whose low confidences made 100 of its images' right boxes "unfound" and buried the
-# planted errors (4 of 16 in the top 32): the fold models must be trained to confident detections
+# planted errors (4 of 16 in the top 32): the fold models must be trained to confident detections. At 20 epochs both
+# reached mAP50 0.96-0.98 and all 16 were in the top 32 (11 in the top 16)
 CONFIG = {"model": "yolov8n.yaml", "epochs": 20, "imgsz": 128, "batch": 8, "patience": 12, "seed": 0, "val_fraction": 0.1,
           "augment": {"mosaic": 0.0, "fliplr": 0.0}}
 
