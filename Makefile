@@ -131,6 +131,8 @@ bench: setup ## Run the benchmarks (each prints ratios against a baseline measur
 	$(BIN)/python bench/segment.py
 	$(BIN)/python bench/predict.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/evidence.py
+	$(BIN)/python bench/heldout.py
 
 clean: ## Remove pipeline outputs (not the raw data, the DVC cache or .venv)
 	rm -rf data/manifests data/validated data/yolo data/tfrecord reports/validate/*/ models/*/ reports/register

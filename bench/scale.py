@@ -1,6 +1,17 @@
 """How cost grows: per-image cost of each data stage on the samples, projected to the full datasets.
 
     python bench/scale.py [--workers 8 32] [--raw data/raw]
+    python bench/scale.py --sizes sample,0.1,real --data /work/scale-data [--dataset NAME ...] [--train-sizes sample,0.1] [--dvc]
+
+``--sizes``: measured, not projected (cvpipe/sources/samples/scale.py): sets of each size (``sample``, a factor
+of the real size, ``real``) are generated under ``--data/<size>`` where missing, and each stage runs there as
+dvc.yaml runs it (``python -m stages.<name>`` with params.yaml's values, its Dask section included), in a
+fresh process: ingest, validate, convert (COCO -> YOLO and TFRecord, DSB RLE -> mask PNGs) and ONE training
+epoch of each task (params.yaml's model, image size and batch; ``epochs: 1``), with a plain PIL open + decode
+loop over the same files as the baseline, in the same run. Per stage: seconds, images/s, peak RSS (the
+stage's process, its VmHWM, and the process tree's sum, sampled every 50 ms: Dask's workers are
+children of the stage), the ratio to the decode loop and the growth exponent between sizes. ``--dvc``: a
+no-op ``dvc repro`` timed on a throw-away git + DVC project whose data/raw holds the largest Fruits-360 set.
 
 Runs the project's own code, one thread (workers=1), on the embedded samples in data/raw (read, never
 written; outputs go to a temporary folder): ingest, validate (the per-image part, build_frames, apart
@@ -138,7 +149,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 32], help="cluster sizes to project to")
     parser.add_argument("--raw", type=Path, default=REPO / "data" / "raw")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sizes", help="measure at these sizes instead: sample, real or factors of real, comma-separated")
+    parser.add_argument("--data", type=Path, default=Path("/tmp/cvpipe-scale"), help="with --sizes: where the sets are (made if missing)")
+    parser.add_argument("--dataset", action="append", choices=list(FULL), help="with --sizes: only these (repeatable)")
+    parser.add_argument("--train-sizes", help="with --sizes: train one epoch at these sizes only (default: all); the "
+                        "others say so in the table")
+    parser.add_argument("--dvc", action="store_true", help="with --sizes: time a no-op dvc repro on the largest Fruits-360 set")
+    parser.add_argument("--json", type=Path, help="with --sizes: also write the measurements here")
     args = parser.parse_args()
+    if args.sizes:
+        from scale_real import measure_sizes
+
+        sizes = args.sizes.split(",")
+        train = args.train_sizes.split(",") if args.train_sizes is not None else sizes
+        measure_sizes(sizes, args.data, args.dataset or list(FULL), train, args.dvc, args.json)
+        return
     params = load_params(REPO / "params.yaml")
     cores = 2
     columns = [cores, *args.workers]

@@ -52,7 +52,7 @@ from cvpipe.core.errors import DataError
 from cvpipe.core.io import write_json
 from cvpipe.core.params import cpu_threads, load_params, registry_settings
 from cvpipe.data.manifest import ManifestDir, read_manifest_dir
-from cvpipe.mlops.evidence import BootstrapSettings, paired_difference
+from cvpipe.mlops.evidence import BootstrapSettings, interval, paired_difference
 from cvpipe.mlops.registry import (
     CHALLENGER,
     CHAMPION,
@@ -111,6 +111,7 @@ class RegisterResult:
     changes: dict[str, float] = field(default_factory=dict)  # per class (image type): score - the champion's
     reconciled_runs: tuple[str, ...] = ()  # runs of killed earlier attempts, ended as KILLED before this one
     reconciled_versions: tuple[str, ...] = ()  # their versions, marked abandoned
+    interval: dict[str, Any] | None = None  # score with its bootstrap interval over the held-out images (Interval.record)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ def run(
         return RegisterResult(name, version, alias, decision.promote, decision.reason, active.info.run_id, metric,
                               _rounded(new), _rounded(old), champion,
                               decision.difference.record() if decision.difference else None,
-                              {g: round(v, 6) for g, v in sorted(decision.changes.items())}, reconciled.runs, reconciled.versions)
+                              {g: round(v, 6) for g, v in sorted(decision.changes.items())}, reconciled.runs, reconciled.versions,
+                              decision.own.record() if decision.own else None)
 
 
 def _gate(implementation: Task, name: str, version: str, champion: str | None, data: Any, gate: Gate,
@@ -197,14 +199,16 @@ def _gate(implementation: Task, name: str, version: str, champion: str | None, d
     undefined = (undefined_reason(evaluated, metric) if same_split else None) or undefined_reason({metric: new.primary}, metric)
     if undefined is not None:
         return Scores(None, new.per_group), None, undefined_decision(metric, gate.split, undefined)
+    own = interval(new.primary, new.rescore, len(new.images), gate.bootstrap) if new.rescore is not None else None
     old = implementation.score(f"models:/{name}@{CHAMPION}", data, gate.split, gate.cpu_threads) if champion else None
     if old is None:
-        return new, None, promotion_decision(new.primary, new.per_group, None, None, gate.min_delta, gate.tolerance, metric)
+        return new, None, promotion_decision(new.primary, new.per_group, None, None, gate.min_delta, gate.tolerance, metric,
+                                             own=own)
     if old.primary is None or new.rescore is None or old.rescore is None:
         raise DataError(Path(gate.split), f"the {metric} of {name} cannot be compared image by image with its champion's")
     difference = paired_difference((new.primary, new.rescore), (old.primary, old.rescore), new.images, old.images, gate.bootstrap)
     decision = promotion_decision(new.primary, new.per_group, old.primary, old.per_group, gate.min_delta, gate.tolerance,
-                                  metric, implementation.group_name, difference)
+                                  metric, implementation.group_name, difference, own)
     return new, old, decision
 
 
@@ -248,6 +252,8 @@ def _mark(client: Any, name: str, version: str, alias: str, decision: Decision, 
         "promotion.reason": decision.reason,
         "promotion.metric": metric,
         f"promotion.{metric}": "undefined" if new.primary is None else f"{new.primary:.6f}",
+        f"promotion.{metric}_interval": f"[{o.low:.6f}, {o.high:.6f}] at {o.confidence:g}, {o.resamples} resamples of "
+                                        f"{o.images} images" if (o := decision.own) else "",
         "promotion.champion_version": champion or "",
         f"promotion.champion_{metric}": f"{old.primary:.6f}" if old and old.primary is not None else "",
         "promotion.difference": f"{d.estimate:+.6f}" if d else "",
@@ -259,6 +265,7 @@ def _mark(client: Any, name: str, version: str, alias: str, decision: Decision, 
         DECIDED_BY_TAG: decided_by(),
     }
     mlflow.log_dict({"decision": alias, "reason": decision.reason, "metric": metric, "score": new.primary,
+                     "interval": decision.own.record() if decision.own else None,
                      "champion_version": champion, "champion_score": old.primary if old else None,
                      "difference": d.record() if d else None, "bootstrap": bootstrap.record(),
                      "changes": dict(sorted(decision.changes.items()))}, "promotion.json")
@@ -330,9 +337,9 @@ def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> R
 
 def report(result: RegisterResult) -> dict[str, Any]:
     """``reports/register/<dataset>.json``: the outcome; the gate's evidence (``difference``, ``changes``) where there
-    was a champion to compare with (a first version's report is the same bytes as before the gate had intervals)."""
+    was a champion to compare with, and the new version's own interval where its metric is defined."""
     return {k: v for k, v in asdict(result).items()
-            if k not in NOT_REPORTED and not (k in ("difference", "changes") and not v)}
+            if k not in NOT_REPORTED and not (k in ("difference", "changes", "interval") and not v)}
 
 
 def get_history_parser() -> argparse.ArgumentParser:

@@ -164,7 +164,7 @@ print(json.dumps({"tags": v.tags, "accuracy": float(np.mean([p == t for p, t in 
 def test_the_detector_and_segmenter_champions_find_what_the_held_out_images_hold_and_only_register_logs_runs(checkout, repro):
     """Before the kill tests, which add KILLED runs on purpose."""
     script = """
-import json, mlflow, numpy as np
+import json, mlflow, numpy as np, yaml
 from pathlib import Path
 from PIL import Image
 from mlflow import MlflowClient
@@ -188,7 +188,8 @@ for name in ("coco", "underground"):
 from cvpipe.data.rle import dsb_decode
 from cvpipe.segmentation.data import load_images, load_set
 from cvpipe.segmentation.metrics import image_score
-data = load_set(Path("data/validated/dsb2018"), 0.15, 0.2)
+split = yaml.safe_load(Path("params.yaml").read_text())["segmentation"]["datasets"]["dsb2018"]
+data = load_set(Path("data/validated/dsb2018"), split["val_fraction"], split["holdout_fraction"])
 segmenter = mlflow.pyfunc.load_model("models:/dsb2018-segmenter@champion")
 scores = []
 for i, (image, truth) in zip(data.indices("holdout"), load_images(data, data.indices("holdout"))):
@@ -215,6 +216,45 @@ print(json.dumps(out))
     assert out["experiments"] == sorted(["Default", "coco", "dsb2018", "fruits360", "simpsons", "underground"]), out
     assert sorted(r[0] for r in out["runs"]) == ["coco", "dsb2018", "fruits360", "simpsons", "underground"], out
     assert all(status == "FINISHED" for *_, status in out["runs"]), out
+
+
+def test_predict_applies_the_registered_detector_as_its_pyfunc_does(checkout, repro, tmp_path):
+    """``python -m stages.predict`` with the COCO champion on held-out photos: one row per box, the pyfunc's boxes,
+    each drawn on its image."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    held_out = sorted((checkout / "data/raw/coco/val2017").glob("*.jpg"))[:8]
+    for path in held_out:
+        os.link(path, photos / path.name)
+    sh(checkout, "python", "-m", "stages.predict", "--model", "coco-detector", "--images", str(photos), "--out", str(tmp_path / "out"))
+    with open(tmp_path / "out/predictions.csv", newline="", encoding="utf-8") as f:
+        got = list(csv.DictReader(f))
+    assert list(got[0]) == ["file", "class", "score", "x_min", "y_min", "x_max", "y_max"]
+    script = f"""
+import json, mlflow
+from cvpipe.data.model_input import images_frame
+from cvpipe.mlops.registry import tracking_uri
+mlflow.set_tracking_uri(tracking_uri())
+frame = mlflow.pyfunc.load_model("models:/coco-detector@champion").predict(images_frame({[str(p) for p in held_out]!r}))
+print(json.dumps([[[[float(v) for v in box] for box in b], list(c), [float(v) for v in s]]
+                  for b, c, s in zip(frame["boxes"], frame["classes"], frame["scores"])]))
+"""
+    expected = json.loads(sh(checkout, "python", "-c", script).stdout.strip().splitlines()[-1])
+    for path, (boxes, classes, scores) in zip(held_out, expected, strict=True):
+        mine = [r for r in got if r["file"] == path.name]
+        assert [r["class"] for r in mine] == classes, (path.name, mine, classes)
+        for r, score, box in zip(mine, scores, boxes, strict=True):
+            assert abs(float(r["score"]) - score) < 1e-4 and max(abs(float(r[k]) - v) for k, v in zip(
+                ("x_min", "y_min", "x_max", "y_max"), box, strict=True)) < 0.01, (r, score, box)
+        drawn = np.asarray(Image.open(tmp_path / "out/annotated" / f"{path.stem}.png").convert("RGB"))
+        assert np.array_equal(drawn, np.asarray(Image.open(path).convert("RGB"))) == (not mine), path.name
+    assert sum(bool(c) for _, c, _ in expected) >= 6, expected  # most held-out photos hold a shape the champion finds
+    assert json.loads((tmp_path / "out/predictions.json").read_text())["alias"] == "champion"
 
 
 def test_every_file_a_stage_reads_and_every_module_it_imports_is_a_declared_dependency(checkout, repro):

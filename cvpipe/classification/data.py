@@ -112,8 +112,11 @@ def load_tensors(table: ImageTable, size: int, cache_dir: Path | None, workers: 
     path = cache_dir / f"{key}.npy" if cache_dir is not None else None
     if path is not None and path.is_file():
         return np.load(path, mmap_mode="r")
-    images = np.stack(list(parallel_map(lambda f: decode_resized(f, size), table.files, "decode + resize", workers, chunk=16)))
-    array = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    # Each image goes straight into its slot: one N x 3 x size x size array in memory, never a list of the
+    # decoded images plus their stack plus its transpose (3x the array: 3.3 GB for Fruits-360's 90,000 at 64 px)
+    array = np.empty((len(table.files), 3, size, size), dtype=np.uint8)
+    for k, image in enumerate(parallel_map(lambda f: decode_resized(f, size), table.files, "decode + resize", workers, chunk=16)):
+        array[k] = image.transpose(2, 0, 1)
     if path is not None:
         with atomic_path(path) as tmp, open(tmp, "wb") as out:
             np.save(out, array)

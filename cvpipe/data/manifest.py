@@ -132,6 +132,9 @@ class WorkPool(Protocol):
     def map_chunks(self, fn: Callable[[T], R], chunks: Iterable[Sequence[T]]) -> Iterator[list[R]]: ...
 
 
+POOL_TASKS = 64  # chunks a set sent to a WorkPool is cut into (at least parallel_map's ``chunk`` items each)
+
+
 def parallel_map(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -153,6 +156,11 @@ def parallel_map(
     try:
         if isinstance(workers, WorkPool):
             if workers.takes(len(items) if images is None else images):
+                # A task's round trip through Dask's scheduler costs milliseconds, more than hashing and probing
+                # 32 small images: a set goes in about POOL_TASKS chunks (90,000 Fruits-360 images: ingest 136 s
+                # in 2,813 tasks of 32 on 2 cores, against 9.5 s on threads)
+                size = max(chunk, -(-len(items) // POOL_TASKS))
+                chunks = (items[i : i + size] for i in range(0, len(items), size))
                 for results in workers.map_chunks(fn, chunks):
                     yield from results
                     progress.update(len(results))
@@ -290,13 +298,21 @@ def probe_mask(ref: MaskRef, confine: Confinement | None = None) -> dict:
         row["mask_sha256"] = sha256_file(ref.file)
         with open_image(ref.file) as im:
             row["width"], row["height"] = im.width, im.height
-            pixels = np.asarray(im)
-            row["area"] = int(np.count_nonzero(pixels))
-            values = np.unique(pixels)
-            row["binary"] = bool(values.size == 1 or (values.size == 2 and values[0] == 0))
+            row["area"], row["binary"] = mask_area(np.asarray(im))
     except Exception as exc:  # noqa: BLE001 - recorded for the data gate
         row["probe_error"] = f"{type(exc).__name__}: {exc}"
     return row
+
+
+def mask_area(pixels: np.ndarray) -> tuple[int, bool]:
+    """(foreground pixels, whether the mask holds one value besides 0 at most). Integer masks take one
+    comparison with their maximum instead of ``np.unique``'s sort, which cost more than decoding the PNG
+    (DSB2018's 29,000 masks: ingest 2.5x a decode loop)."""
+    area = int(np.count_nonzero(pixels))
+    if pixels.dtype.kind in "biu":
+        return area, bool(area == 0 or np.count_nonzero(pixels == pixels.max()) == area)
+    values = np.unique(pixels)  # floats: NaN is neither 0 nor equal to itself
+    return area, bool(values.size == 1 or (values.size == 2 and values[0] == 0))
 
 
 def write_table(rows: Iterable[dict], schema: pa.Schema, target: str | Path) -> int:

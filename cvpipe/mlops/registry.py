@@ -269,17 +269,20 @@ class Decision:
     reason: str
     difference: Interval | None = None  # new - champion on the same images, with its paired bootstrap interval
     changes: dict[str, float] = field(default_factory=dict)  # per group (class, image type): new - champion
+    own: Interval | None = None  # the new version's own figure on the held-out images, with its bootstrap interval
 
 
 def promotion_decision(new: float, new_per_group: dict[str, float], champion: float | None,
                        champion_per_group: dict[str, float] | None, min_delta: float, tolerance: float,
-                       metric: str = "macro-F1", group: str = "class", difference: Interval | None = None) -> Decision:
+                       metric: str = "macro-F1", group: str = "class", difference: Interval | None = None,
+                       own: Interval | None = None) -> Decision:
     """The gate, for any task, on evidence: ``difference`` is ``new - champion`` on the same held-out images with its
     paired bootstrap interval (:func:`cvpipe.mlops.evidence.paired_difference`). The new version is promoted only
     when the interval's lower bound is above ``min_delta`` (a tie, or a gain that resampling the images can undo,
-    never replaces the champion) and no group's score (per class, per image type) drops by more than ``tolerance``."""
+    never replaces the champion) and no group's score (per class, per image type) drops by more than ``tolerance``.
+    ``own``: the new version's figure with its bootstrap interval, which a first version's reason states."""
     if champion is None:
-        return Decision(True, f"no champion yet; {metric} {new:.4f}")
+        return Decision(True, f"no champion yet; {metric} {own.text() if own else f'{new:.4f}'}", own=own)
     if difference is None:
         raise ValueError("a champion to beat needs the paired interval of the difference")
     changes = {g: float(v - champion_per_group[g]) for g, v in new_per_group.items() if g in (champion_per_group or {})}
@@ -287,12 +290,12 @@ def promotion_decision(new: float, new_per_group: dict[str, float], champion: fl
     evidence = f"change {difference.text(signed=True)}"
     if not difference.low > min_delta:
         return Decision(False, f"{metric} {new:.4f} does not beat the champion's {champion:.4f} on evidence: {evidence}; "
-                               f"the lower bound is not above min_delta {min_delta}", difference, changes)
+                               f"the lower bound is not above min_delta {min_delta}", difference, changes, own)
     if -worst[1] > tolerance:
         return Decision(False, f"{metric} of {group} {worst[0]!r} drops by {-worst[1]:.4f} (tolerance {tolerance}) although "
-                               f"{metric} rises from {champion:.4f} to {new:.4f} ({evidence})", difference, changes)
+                               f"{metric} rises from {champion:.4f} to {new:.4f} ({evidence})", difference, changes, own)
     return Decision(True, f"{metric} {new:.4f} beats the champion's {champion:.4f}: {evidence}, above min_delta {min_delta}; "
-                          f"no {group} drops more than {tolerance}", difference, changes)
+                          f"no {group} drops more than {tolerance}", difference, changes, own)
 
 
 def undefined_decision(metric: str, split: str, reason: str) -> Decision:

@@ -13,7 +13,7 @@ from cvpipe.core.errors import DataError
 from cvpipe.core.io import sha256_file, write_json, write_text
 from cvpipe.core.plots import csv_text
 from cvpipe.segmentation.predict import COLUMNS as PREDICTION_COLUMNS
-from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
+from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, Suspect, TrainResult
 from cvpipe.tasks.training import Ranks, TorchTraining, fingerprint, pick_device, set_cpu_threads
 
 if TYPE_CHECKING:
@@ -36,8 +36,9 @@ class SegmentationTask(TorchTraining):
     group_name = "image type"
     prediction_columns = PREDICTION_COLUMNS
     explanation = None  # no explain (Grad-CAM is for classifiers)
-    label_review = None  # no label-error queue yet (stages.labels says so in one line)
-    queue_export = None  # no queue
+    label_review = ("nuclei that models trained without their images find where no mask is (missing mask), and masks "
+                    "in which they find no nucleus (mask without nucleus)")
+    queue_export = None  # the queue alone: a mask is fixed as a file (README "Finding wrong labels")
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.segmentation.fit.SegmentationConfig` of ``segmentation.datasets.<dataset>`` or train.json."""
@@ -201,6 +202,52 @@ class SegmentationTask(TorchTraining):
         from cvpipe.segmentation.predict import predict
 
         return predict(model, images)
+
+    def label_suspects(self, data_dir: Path, config: Any, settings: Any, compute: Compute) -> list[Suspect]:
+        """Out-of-fold instances against the masks of every ``stage1_train`` image (:mod:`cvpipe.segmentation.labels`),
+        highest score first (ties: by image path, then evidence). Pictures are drawn for the first ``settings.top``
+        only, the ones the stage writes (the others' ``picture`` is None: a large set can have thousands of suspects)."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        from cvpipe.data.splits import folds
+        from cvpipe.segmentation import labels as review
+        from cvpipe.segmentation.data import load_images
+        from cvpipe.segmentation.instances import InstanceConfig
+
+        set_cpu_threads(compute.cpu_threads)
+        if settings.epochs is not None:
+            config = replace(config, epochs=settings.epochs)
+        data = self.load(data_dir, config)
+        masked = np.flatnonzero(data.splits != "test")  # stage1_train: the images with masks, whatever their split
+        if len(masked) < settings.folds:
+            raise DataError(data_dir / "manifest.parquet", f"{len(masked)} stage1_train images cannot make labels.folds = "
+                            f"{settings.folds} folds")
+        loaded = list(load_images(data, masked))
+        images, truths = [image for image, _ in loaded], [labels for _, labels in loaded]
+        typical, instance_config = review.typical_area(truths), InstanceConfig()
+        found = []
+        for k, pred, foreground in review.out_of_fold(images, truths, folds(np.arange(len(masked)), settings.folds, settings.seed),
+                                                      config, pick_device(compute.device), instance_config):
+            for f in review.findings(truths[k], pred, foreground, instance_config.min_area, typical):
+                found.append((round(f.score, 6), data.paths[int(masked[k])], *self._said(data, int(masked[k]), f), k, f))
+        found.sort(key=lambda row: (-row[0], row[1], row[2]))
+        return [Suspect(path, f.kind, said, score, review.picture(images[k], truths[k], f, short) if n < settings.top else None)
+                for n, (score, path, said, short, k, f) in enumerate(found)]
+
+    @staticmethod
+    def _said(data: Any, index: int, f: Any) -> tuple[str, str]:
+        """A finding's evidence for queue.csv (the mask file by its manifest path) and its picture's caption."""
+        from cvpipe.segmentation.labels import MARGIN, MATCH_IOU, MISSING_MASK
+
+        where = f"at (x={f.x}, y={f.y}), {f.area} px"
+        if f.kind == MISSING_MASK:
+            return (f"no mask within {MARGIN} px of a nucleus the models find {where}, mean p={f.probability:.2f}",
+                    f"no mask? p={f.probability:.2f}")
+        mask = data.masks[data.paths[index]][f.mask - 1].relative_to(data.root).as_posix()
+        return (f"mask {mask} {where}: no model finds a nucleus there (IoU <= {MATCH_IOU}), mean p={f.probability:.2f}",
+                f"no nucleus? p={f.probability:.2f}")
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """ONNX or TorchScript of the network (:func:`cvpipe.segmentation.export.export`)."""

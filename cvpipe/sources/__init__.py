@@ -75,10 +75,11 @@ class Source:
         """The dataset under ``root`` as tables (see :class:`~cvpipe.data.manifest.ReadResult`)."""
         return self.reader(root, options or ReadOptions())
 
-    def generate_sample(self, out: Path, rng: Any) -> None:
-        """Write this layout's embedded sample dataset into ``out``."""
+    def generate_sample(self, out: Path, rng: Any, **scale: Any) -> None:
+        """Write this layout's embedded sample dataset into ``out`` (``scale``, ``workers``: a set at the real
+        size, cvpipe.sources.samples.scale)."""
         module, function = self.sample.split(":")
-        getattr(importlib.import_module(module), function)(out, rng)
+        getattr(importlib.import_module(module), function)(out, rng, **scale)
 
     @property
     def prefix(self) -> str:

@@ -71,6 +71,13 @@ def test_train_evaluate_register_and_the_promotion_gate(fruits_manifest, tmp_pat
     assert version.tags["data.digest"] == run.data.tags["data.digest"]
     # the gate's evidence: the paired interval of the difference on the 40 held-out images, in the report and the registry
     assert first.difference is None and first.changes == {}
+    # each version's own figure comes with its interval: stated in a first version's reason, in both reports and tags
+    own = first.interval
+    assert own["images"] == 40 and own["low"] <= own["estimate"] <= own["high"] and own["estimate"] == pytest.approx(first.score, abs=1e-6)
+    assert first.reason == f"no champion yet; macro_f1 {own['estimate']:.4f} (95% CI {own['low']:.4f} to {own['high']:.4f}, " \
+                           "1000 resamples of 40 images)"
+    assert "interval" in register.report(first) and second.interval["estimate"] == pytest.approx(second.score, abs=1e-6)
+    assert client.get_model_version("fruits-classifier", "1").tags["promotion.macro_f1_interval"].endswith("1000 resamples of 40 images")
     d = second.difference
     assert d["images"] == 40 and d["resamples"] == 1000 and d["low"] <= d["estimate"] <= d["high"] < 0
     assert d["estimate"] == pytest.approx(second.score - second.champion_score, abs=1e-5)

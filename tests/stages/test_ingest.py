@@ -54,7 +54,7 @@ def test_main_writes_metrics(tmp_path):
     root = generate("dsb2018", tmp_path / "dsb")
     code = ingest.main(["--source", "dsb2018", "--root", str(root), "--out", str(tmp_path / "out"), "--metrics", str(tmp_path / "m.json")])
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert code == 0 and metrics["masks"] == 724 and metrics["task"] == "segmentation"
+    assert code == 0 and metrics["masks"] == 1502 and metrics["task"] == "segmentation"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """DSB2018 sample: fluorescence (grey, stored as RGBA) and brightfield images of nuclei, one mask each.
 
-Sized for learning: 80 training images of 96-160 px with 5-16 nuclei each, a quarter of them
+Sized for learning and for a stable held-out figure: 160 stage1_train images of 96-160 px (params.yaml holds
+60% of them out for evaluation, so about 64 are trained on and 96 scored) with 5-16 nuclei each, a quarter of them
 touching a neighbour (the case watershed has to split), and 8 test images without masks. Nuclei are
 rotated ellipses, brighter (fluorescence) or darker (brightfield) towards the centre, so two touching
 nuclei show a faint valley between them, as real ones do.
@@ -9,17 +10,25 @@ nuclei show a faint valley between them, as real ones do.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from cvpipe.data.rle import dsb_encode
+from cvpipe.sources.samples.scale import SAMPLE, each, scaled
 
 SIZES = [(96, 96), (128, 96), (128, 128), (160, 128)]
-COUNTS = {"stage1_train": 80, "stage1_test": 8}
+COUNTS = {"stage1_train": 160, "stage1_test": 8}  # params.yaml holds 60% of stage1_train out: ~96 held-out images
 TOUCHING = 0.25  # share of nuclei placed against an earlier one
 MIN_AREA = 30
+# The real-size set: stage 1's 670 training images (about 29,000 masks) and 65 test images, in its
+# commonest sizes (w, h) with about their shares
+REAL_COUNTS = {"stage1_train": 670, "stage1_test": 65}
+REAL_SIZES = [(256, 256), (320, 256), (360, 360), (696, 520)]
+REAL_SHARES = [0.5, 0.17, 0.14, 0.19]
+REAL_NUCLEI = (24, 70)  # attempted per image; some are hidden by earlier ones and skipped
 
 
 def _hex_id(rng: np.random.Generator) -> str:
@@ -34,13 +43,13 @@ def _ellipse(w: int, h: int, cx: float, cy: float, rx: float, ry: float, angle: 
     return (u / rx) ** 2 + (v / ry) ** 2
 
 
-def _nuclei(rng: np.random.Generator, w: int, h: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _nuclei(rng: np.random.Generator, w: int, h: int, count: tuple[int, int] = (5, 17)) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Non-overlapping nuclei (as DSB's masks never overlap), some touching: boolean masks and radial profiles."""
     taken = np.zeros((h, w), dtype=bool)
     masks: list[np.ndarray] = []
     profiles: list[np.ndarray] = []
     centres: list[tuple[float, float, float]] = []
-    for _ in range(int(rng.integers(5, 17))):
+    for _ in range(int(rng.integers(*count))):
         rx, ry = rng.uniform(5, 11), rng.uniform(5, 11)
         r = max(rx, ry)
         if centres and rng.random() < TOUCHING:  # against an earlier nucleus, slightly overlapping it
@@ -78,9 +87,17 @@ def _render(rng: np.random.Generator, masks: list[np.ndarray], profiles: list[np
     return rgb.convert("RGBA")  # DSB stores every image as RGBA
 
 
-def generate(root: Path, rng: np.random.Generator) -> None:
-    """``stage1_{train,test}/<id>/images/<id>.png``, ``masks/<mask id>.png``, ``stage1_train_labels.csv``."""
+def generate(root: Path, rng: np.random.Generator, scale: str | float = SAMPLE, workers: int = 2) -> None:
+    """``stage1_{train,test}/<id>/images/<id>.png``, ``masks/<mask id>.png``, ``stage1_train_labels.csv``.
+    ``scale``: the sample, or a factor of the real-size set (670 + 65 images, about 29,000 masks)."""
     rows = ["ImageId,EncodedPixels"]
+    if scale != SAMPLE:
+        seed = int(rng.integers(2**63))
+        for s, (stage, total) in enumerate(REAL_COUNTS.items()):
+            for image_rows in each(partial(_real_image, root / stage, (seed, s)), scaled(total, scale), workers, f"dsb2018 {stage}"):
+                rows.extend(image_rows)
+        (root / "stage1_train_labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        return
     for stage, count in COUNTS.items():
         for k in range(count):
             sample_id = _hex_id(rng)
@@ -97,3 +114,22 @@ def generate(root: Path, rng: np.random.Generator) -> None:
                 Image.fromarray(mask.astype(np.uint8) * 255, "L").save(folder / "masks" / f"{_hex_id(rng)}.png")
                 rows.append(f"{sample_id},{dsb_encode(mask)}")
     (root / "stage1_train_labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _real_image(folder: Path, stream: tuple[int, int], k: int) -> list[str]:
+    """Image ``k`` of a real-size stage, written with its masks (training only); its rows of the labels CSV."""
+    rng = np.random.default_rng([*stream, k])
+    sample_id = _hex_id(rng)
+    w, h = REAL_SIZES[int(rng.choice(len(REAL_SIZES), p=REAL_SHARES))]
+    masks, profiles = _nuclei(rng, w, h, REAL_NUCLEI)
+    image = _render(rng, masks, profiles, w, h, brightfield=(k % 3 == 2))
+    (folder / sample_id / "images").mkdir(parents=True)
+    image.save(folder / sample_id / "images" / f"{sample_id}.png")
+    if folder.name.endswith("test"):
+        return []
+    (folder / sample_id / "masks").mkdir()
+    rows = []
+    for mask in masks:
+        Image.fromarray(mask.astype(np.uint8) * 255, "L").save(folder / sample_id / "masks" / f"{_hex_id(rng)}.png")
+        rows.append(f"{sample_id},{dsb_encode(mask)}")
+    return rows

@@ -60,6 +60,23 @@ def test_tensors_are_decoded_once_and_then_read_from_the_cache(fruits_table, tmp
         load_tensors(fruits_table, 24, tmp_path)
 
 
+def test_tensors_are_written_into_one_array_not_stacked_from_a_list(fruits_table, monkeypatch):
+    """Peak memory about the array itself: Fruits-360's 90,000 images at 64 px are 1.1 GB, a list of them plus
+    its stack plus the transposed copy were 3.3 GB. Same values as stacking and transposing."""
+    import tracemalloc
+
+    size = 96
+    expected = np.stack([data.decode_resized(f, size) for f in fruits_table.files]).transpose(0, 3, 1, 2)
+    tracemalloc.start()
+    try:
+        images = load_tensors(fruits_table, size, None, workers=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(images, expected) and images.flags.c_contiguous
+    assert peak < 1.3 * images.nbytes, f"peak {peak} bytes for an array of {images.nbytes}"
+
+
 def test_augment_off_is_the_identity_and_flip_mirrors():
     x = torch.rand(4, 3, 8, 8)
     assert BatchAugment(AugmentConfig(), torch.Generator()).__call__(x) is x

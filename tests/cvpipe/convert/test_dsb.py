@@ -20,7 +20,7 @@ def test_masks_to_rle_and_back_round_trip(tmp_path):
     root = generate("dsb2018", tmp_path / "dsb")
     csv_out = tmp_path / "labels.csv"
     report = convert.run("dsb-rle", csv_out, images=root / "stage1_train")
-    assert report == {"images": 80, "masks": 724}
+    assert report == {"images": 160, "masks": 1502}
     convert.run("dsb-masks", tmp_path / "masks", annotations=csv_out, images=root / "stage1_train")
     assert mask_sets(tmp_path / "masks") == mask_sets(root / "stage1_train")
     official = sorted(csv.reader((root / "stage1_train_labels.csv").open()))

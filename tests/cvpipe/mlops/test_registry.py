@@ -16,6 +16,9 @@ def exact(new: float, old: float) -> Interval:
 def test_first_model_is_promoted():
     d = promotion_decision(0.8, {"a": 0.8}, None, None, 0.0, 0.05)
     assert d.promote and "no champion" in d.reason and d.difference is None
+    own = Interval(0.8, 0.7, 0.9, 0.95, 1000, 50)
+    d = promotion_decision(0.8, {"a": 0.8}, None, None, 0.0, 0.05, "dsb_score", own=own)
+    assert d.reason == "no champion yet; dsb_score 0.8000 (95% CI 0.7000 to 0.9000, 1000 resamples of 50 images)" and d.own == own
 
 
 def test_a_tie_or_a_gain_within_min_delta_does_not_promote():
