@@ -10,8 +10,8 @@ out-of-fold predictions contradict (``Task.label_review``; README "Finding wrong
   likely wrong) and ``picture``, the top ``labels.top`` suspects, most likely first;
 - ``pictures/<rank>.png`` for each, and ``overview.png``, a contact sheet of the first of them (none when no label is
   suspect);
-- what the task exports for a person to correct in the annotator's own format (``Task.queue_export``; detection: ``voc/``,
-  one LabelImg XML per queued image);
+- what the task exports for a person to correct in the annotator's own format (``Task.queue_export``: detection
+  writes one LabelImg XML per queued image);
 - ``queue.json``: the dataset, task, what was reviewed, the settings, how many labels were suspect and what was exported.
 
 DIR defaults to what dvc.yaml's train stage of the dataset trains on (its ``--data-dir``: ``data/validated/NAME`` for a
