@@ -10,12 +10,12 @@ out-of-fold predictions contradict (``Task.label_review``; README "Finding wrong
   likely wrong) and ``picture``, the top ``labels.top`` suspects, most likely first;
 - ``pictures/<rank>.png`` for each, and ``overview.png``, a contact sheet of the first of them (none when no label is
   suspect);
-- what the task exports for a person to correct in the annotator's own format (``Task.queue_export``: detection
-  writes one LabelImg XML per queued image);
+- what the task exports for a person to correct in the annotator's own format (``Task.queue_export``, such as
+  one LabelImg XML per queued image);
 - ``queue.json``: the dataset, task, what was reviewed, the settings, how many labels were suspect and what was exported.
 
-DIR defaults to what dvc.yaml's train stage of the dataset trains on (its ``--data-dir``: ``data/validated/NAME`` for a
-classifier, ``data/yolo/NAME`` for a detector).
+DIR defaults to what dvc.yaml's train stage of the dataset trains on (its ``--data-dir``: the validated manifest, or the
+converted folder that a task trains from).
 
 Fix a label where the native layout keeps it (the class folder, the annotation file), then ``dvc add`` the raw
 folder and ``dvc repro``. A task without a queue yet, or too few images for the folds, is one error line.
@@ -94,7 +94,7 @@ def _png(pixels: Any) -> bytes:
 
 def training_folder(dataset: str, params_file: Path, root: Path = Path(".")) -> Path:
     """The folder dvc.yaml's train stage of ``dataset`` trains on (its ``--data-dir``), so the queue's models read what
-    the dataset's own model does: ``data/validated/<name>`` for a classifier, ``data/yolo/<name>`` for a detector."""
+    the dataset's own model does (the validated manifest, or a converted folder)."""
     from cvpipe.core.pipeline import resolve
 
     for spec in resolve(root, params_file):
