@@ -77,7 +77,7 @@ predict: setup ## Predict IMAGES (a folder or a glob) with model MODEL (NAME[@AL
 labels: setup ## A queue of DATASET's labels most likely wrong, with pictures, into reports/labels/<DATASET> (after make run)
 	@test -n "$(DATASET)" || { echo "error: set DATASET, e.g. make labels DATASET=fruits360"; exit 1; }
 	@test -d data/validated/$(DATASET) || { echo "error: data/validated/$(DATASET) is missing: run make run (or dvc repro validate@$(DATASET)) first"; exit 1; }
-	$(BIN)/python -m stages.labels --dataset $(DATASET) --data-dir data/validated/$(DATASET) --out reports/labels/$(DATASET)
+	$(BIN)/python -m stages.labels --dataset $(DATASET) --out reports/labels/$(DATASET)
 
 FORMAT ?= onnx
 export: setup ## Export model MODEL (NAME[@ALIAS|/VERSION], default @champion) as FORMAT (onnx|torchscript) to exports/<NAME>-<FORMAT>

@@ -1,6 +1,6 @@
 """Labels: a queue of the dataset's labels most likely wrong, for a person to check and fix.
 
-    python -m stages.labels --dataset NAME --data-dir DIR --out reports/labels/NAME
+    python -m stages.labels --dataset NAME [--data-dir DIR] --out reports/labels/NAME
 
 ``labels.folds`` models, each trained as ``<task>.datasets.<name>`` says (``labels.epochs`` where set) on all of the
 dataset's images (every split) but one fold, predict the fold they never saw; the dataset's task says which labels those
@@ -10,7 +10,12 @@ out-of-fold predictions contradict (``Task.label_review``; README "Finding wrong
   likely wrong) and ``picture``, the top ``labels.top`` suspects, most likely first;
 - ``pictures/<rank>.png`` for each, and ``overview.png``, a contact sheet of the first of them (none when no label is
   suspect);
-- ``queue.json``: the dataset, task, what was reviewed, the settings and how many images were suspect.
+- what the task exports for a person to correct in the annotator's own format (``Task.queue_export``, such as
+  one LabelImg XML per queued image);
+- ``queue.json``: the dataset, task, what was reviewed, the settings, how many labels were suspect and what was exported.
+
+DIR defaults to what dvc.yaml's train stage of the dataset trains on (its ``--data-dir``: the validated manifest, or the
+converted folder that a task trains from).
 
 Fix a label where the native layout keeps it (the class folder, the annotation file), then ``dvc add`` the raw
 folder and ``dvc repro``. A task without a queue yet, or too few images for the folds, is one error line.
@@ -63,12 +68,16 @@ def run(dataset: str, task: str, data_dir: Path, out: Path, config: Any, setting
             rows.append({"rank": rank, "image": suspect.image, "problem": suspect.problem, "evidence": suspect.evidence,
                          "score": suspect.score, "picture": picture})
         write_text(staging / "queue.csv", csv_text(rows, COLUMNS))
+        exported = {}
         if queued:  # nothing to look at otherwise: queue.json says so
             overview = [(s.picture, f"{rank}. {Path(s.image).name}", s.problem) for rank, s in enumerate(queued[:OVERVIEW_MAX], 1)]
             title = f"{dataset}: {len(queued)} of {len(suspects)} suspect labels, most likely wrong first"
             write_bytes(staging / "overview.png", contact_sheet(overview, title))
+            if implementation.queue_export is not None:
+                exported = implementation.export_queue(queued, staging)
         write_json(staging / "queue.json", {"dataset": dataset, "task": task, "review": implementation.label_review,
-                                            "settings": asdict(settings), "suspects": len(suspects), "queued": len(queued)})
+                                            "settings": asdict(settings), "suspects": len(suspects), "queued": len(queued),
+                                            "export": implementation.queue_export, "exported": exported})
     return LabelsResult(dataset, task, len(suspects), len(queued), out)
 
 
@@ -83,11 +92,23 @@ def _png(pixels: Any) -> bytes:
     return buffer.getvalue()
 
 
+def training_folder(dataset: str, params_file: Path, root: Path = Path(".")) -> Path:
+    """The folder dvc.yaml's train stage of ``dataset`` trains on (its ``--data-dir``), so the queue's models read what
+    the dataset's own model does (the validated manifest, or a converted folder)."""
+    from cvpipe.core.pipeline import resolve
+
+    for spec in resolve(root, params_file):
+        if spec.module == "stages.train" and spec.item == dataset and "--data-dir" in spec.args[:-1]:
+            return root / spec.args[spec.args.index("--data-dir") + 1]
+    raise UsageError(f"{dataset}: dvc.yaml has no train stage of it to take its training folder from; give --data-dir")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m stages.labels``."""
     parser = argparse.ArgumentParser(prog="python -m stages.labels", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="a dataset listed in params.yaml")
-    parser.add_argument("--data-dir", type=Path, required=True, help="what the task trains on (as for python -m stages.train)")
+    parser.add_argument("--data-dir", type=Path, help="what the task trains on (default: the --data-dir of dvc.yaml's train "
+                                                      "stage of the dataset)")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write (reports/labels/<dataset>; replaced as one unit)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     return parser
@@ -107,7 +128,8 @@ def execute(args: argparse.Namespace, params: dict[str, Any] | None = None) -> L
         config = get_task(task).train_config(section)
     except ParamsError as exc:
         raise exc.under(f"{task}.datasets.{args.dataset}", args.params) from None
-    result = run(args.dataset, task, args.data_dir, args.out, config, settings, compute)
+    data_dir = args.data_dir if args.data_dir is not None else training_folder(args.dataset, args.params)
+    result = run(args.dataset, task, data_dir, args.out, config, settings, compute)
     log.info("%s: %d suspect labels, %d queued -> %s", args.dataset, result.suspects, result.queued, result.out / "queue.csv")
     return result
 

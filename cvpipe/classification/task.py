@@ -37,6 +37,7 @@ class ClassificationTask(TorchTraining):
     prediction_columns = PREDICTION_COLUMNS
     explanation = "the Grad-CAM heat map of the predicted class"
     label_review = "labels that models trained without their images confidently call another class (confident learning)"
+    queue_export = None  # a label is fixed by moving the image to its class folder: nothing to export
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.classification.fit.TrainConfig` of ``classification.datasets.<dataset>`` or train.json."""

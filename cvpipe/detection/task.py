@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from cvpipe.core.errors import DataError
 from cvpipe.detection.predict import COLUMNS as PREDICTION_COLUMNS
-from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, TrainResult
+from cvpipe.tasks import Compute, LoggedModel, Predicted, Scores, Suspect, TrainResult
 
 if TYPE_CHECKING:
     from cvpipe.data.manifest import ManifestDir
@@ -29,7 +29,9 @@ class DetectionTask:
     group_name = "class"
     prediction_columns = PREDICTION_COLUMNS
     explanation = None  # no explain (Grad-CAM is for classifiers)
-    label_review = None  # no label-error queue yet (stages.labels says so in one line)
+    label_review = ("labelled boxes that detectors trained without their image do not find (unfound box), confident "
+                    "detections no labelled box covers (unlabelled object), and boxes they call another class (class)")
+    queue_export = "voc/: one LabelImg (Pascal VOC) XML per queued image, its boxes and the unlabelled objects queued"
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.detection.fit.DetectionConfig` of ``detection.datasets.<dataset>`` or train.json."""
@@ -170,6 +172,47 @@ class DetectionTask:
         from cvpipe.detection.predict import predict
 
         return predict(model, images)
+
+    def label_suspects(self, data_dir: Path, config: Any, settings: Any, compute: Compute) -> list[Suspect]:
+        """Out-of-fold detections against the labelled boxes of every image (:mod:`cvpipe.detection.labels`), highest
+        score first; pictures for the first ``settings.top`` only (the stage writes no more)."""
+        from dataclasses import replace
+
+        import numpy as np
+
+        from cvpipe.data.splits import folds
+        from cvpipe.detection import labels as lab
+        from cvpipe.detection.evaluate import read_truth
+        from cvpipe.tasks.training import set_cpu_threads
+
+        set_cpu_threads(compute.cpu_threads)
+        if settings.epochs is not None:
+            config = replace(config, epochs=settings.epochs)
+        data = self.load(data_dir, config)
+        files = [p for split in data.images.values() for p in split]
+        if len(files) < 2 * settings.folds:  # each fold model needs images to train on and to pick its best epoch on
+            raise DataError(data_dir / "images", f"{len(files)} images cannot make labels.folds = {settings.folds} folds "
+                                                 f"(at least {2 * settings.folds} images)")
+        work = _ultralytics_loaded(compute.cache_dir)
+        found = lab.out_of_fold(data, files, folds(np.arange(len(files)), settings.folds, settings.seed), config, compute, work)
+        truths = [read_truth(data.label_file(p), *size) for p, (*_, size) in zip(files, found, strict=True)]
+        per_image = [lab.review_image(*truth, *pred[:3]) for truth, pred in zip(truths, found, strict=True)]
+        names, suspects = data.classes.names, []
+        for rank, (k, s) in enumerate(lab.ranked(per_image)):
+            picture = lab.suspect_picture(files[k], *truths[k], s, names) if rank < settings.top else None
+            suspects.append(Suspect(files[k].relative_to(data.root).as_posix(), s.problem, lab.evidence(s, names),
+                                    round(s.score, 6), picture, lab.queue_image(files[k], found[k][3], *truths[k], s, names)))
+        return suspects
+
+    def export_queue(self, suspects: list[Suspect], out: Path) -> dict[str, Any]:
+        """``voc/<image stem>.xml`` for every queued image (:func:`cvpipe.detection.labels.labelimg_files`)."""
+        from cvpipe.core.io import write_text
+        from cvpipe.detection.labels import labelimg_files
+
+        files = labelimg_files([s.fix for s in suspects])
+        for name, text in files.items():
+            write_text(out / "voc" / name, text)
+        return {"voc": len(files)}
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """ONNX or TorchScript of the network (:func:`cvpipe.detection.export.export`)."""

@@ -38,6 +38,7 @@ class SegmentationTask(TorchTraining):
     explanation = None  # no explain (Grad-CAM is for classifiers)
     label_review = ("nuclei that models trained without their images find where no mask is (missing mask), and masks "
                     "in which they find no nucleus (mask without nucleus)")
+    queue_export = None  # the queue alone: a mask is fixed as a file (README "Finding wrong labels")
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """:class:`~cvpipe.segmentation.fit.SegmentationConfig` of ``segmentation.datasets.<dataset>`` or train.json."""

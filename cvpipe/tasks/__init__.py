@@ -95,15 +95,17 @@ class Predicted:
 
 @dataclass(frozen=True)
 class Suspect:
-    """A training label that out-of-fold models disagree with: the image (its manifest path), what looks wrong
-    (``problem``: a short kind, such as ``label``), the evidence in words, a score to rank by (higher: more likely
-    wrong) and the picture a person looks at (uint8 H x W x 3 RGB)."""
+    """A training label that out-of-fold models disagree with: the image (its path in the data folder), what looks
+    wrong (``problem``: a short kind, such as ``label``), the evidence in words, a score to rank by (higher: more likely
+    wrong), the picture a person looks at (uint8 H x W x 3 RGB; a task may leave it None past ``labels.top``, which
+    the stage never writes) and what the task's :meth:`Task.export_queue` writes of it (None: nothing)."""
 
     image: str
     problem: str
     evidence: str
     score: float
     picture: Any
+    fix: Any = field(default=None, compare=False, repr=False)
 
 
 class Task(Protocol):
@@ -123,6 +125,7 @@ class Task(Protocol):
     prediction_columns: tuple[str, ...]  # predictions.csv's columns after ``file`` (:meth:`predict`)
     explanation: str | None  # what :meth:`explain` draws (``predict --explain``); None: the task has no explain
     label_review: str | None  # what :meth:`label_suspects` finds (``stages.labels``); None: the task has no queue yet
+    queue_export: str | None  # what :meth:`export_queue` writes beside the queue; None: the queue alone
 
     def train_config(self, section: dict[str, Any]) -> Any:
         """The frozen training config of a params section or of train.json's ``params`` (unknown keys rejected)."""
@@ -162,6 +165,12 @@ class Task(Protocol):
         (:class:`~cvpipe.core.params.LabelSettings`), each trained with ``config`` (``settings.epochs`` where set) on
         all folds of the training split but one (:func:`cvpipe.data.splits.folds`), predict the one left out. Only a
         task whose :attr:`label_review` is not None has it."""
+
+    def export_queue(self, suspects: list[Suspect], out: Path) -> dict[str, Any]:
+        """Write the queued ``suspects`` (those :meth:`label_suspects` returned, cut at ``labels.top``) under ``out``,
+        the queue's folder, in the annotator's own format, for a person to correct and put back where the raw dataset
+        keeps its annotations; return what was written (files per folder, for queue.json). Only a task whose
+        :attr:`queue_export` is not None has it."""
 
     def export(self, model: Any, fmt: str, out: Path) -> dict[str, Any]:
         """Write the network of ``model`` (the python model of a registered version's pyfunc, loaded) to ``out`` as

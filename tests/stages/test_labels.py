@@ -74,7 +74,10 @@ def test_each_queued_label_says_what_the_folds_saw_and_has_its_picture(queue):
     assert summary["task"] == "classification" and summary["settings"]["folds"] == 3 and summary["queued"] == len(rows)
 
 
-def test_a_task_without_a_queue_and_bad_settings_are_one_line(tmp_path, capsys):
+def test_a_task_without_a_queue_and_bad_settings_are_one_line(tmp_path, capsys, monkeypatch):
+    from cvpipe.segmentation.task import SegmentationTask
+
+    monkeypatch.setattr(SegmentationTask, "label_review", None)  # every task has a queue now: one that has none yet
     params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
     params["labels"] = {"folds": 1}
     path = tmp_path / "params.yaml"
@@ -85,7 +88,7 @@ def test_a_task_without_a_queue_and_bad_settings_are_one_line(tmp_path, capsys):
                         "--params", str(path)]) == 1
     params["labels"] = {}
     path.write_text(yaml.safe_dump(params))
-    assert labels.main(["--dataset", "coco", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--params", str(path)]) == 1
+    assert labels.main(["--dataset", "dsb2018", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--params", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "labels.folds" in err[0] and "has no label-error queue yet" in err[1], err
     assert not (tmp_path / "o").exists()
@@ -100,3 +103,9 @@ def test_the_sample_as_generated_queues_no_label(tmp_path):
                         Compute("cpu", 2, None))
     assert result.suspects == 0 and (tmp_path / "labels" / "queue.csv").read_text().strip() == ",".join(labels.COLUMNS)
     assert not (tmp_path / "labels" / "overview.png").exists()
+
+
+def test_the_data_folder_defaults_to_what_the_datasets_train_stage_reads():
+    root = Path(__file__).resolve().parents[2]
+    assert labels.training_folder("fruits360", root / "params.yaml", root) == root / "data" / "validated" / "fruits360"
+    assert labels.training_folder("underground", root / "params.yaml", root) == root / "data" / "yolo" / "underground"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cvpipe.data.labelimg import labelimg_xml
 from cvpipe.sources.samples.draw import add_noise, jitter, place_boxes, save_jpeg
 
 CLASSES = ("roundel", "way out", "platform sign")
@@ -50,42 +50,6 @@ def _sign(d: ImageDraw.ImageDraw, rng: np.random.Generator, name: str, box: tupl
     return left, y0, right, y1
 
 
-def labelimg_xml(filename: str, w: int, h: int, objects: list[tuple[str, tuple[int, int, int, int], bool]], verified: bool) -> str:
-    """The XML LabelImg's PascalVocWriter saves: tab-indented, no XML declaration."""
-    head = '<annotation verified="yes">' if verified else "<annotation>"
-    lines = [
-        head,
-        "\t<folder>images</folder>",
-        f"\t<filename>{escape(filename)}</filename>",
-        f"\t<path>{escape(ANNOTATOR_DIR + '/' + filename)}</path>",
-        "\t<source>",
-        "\t\t<database>Unknown</database>",
-        "\t</source>",
-        "\t<size>",
-        f"\t\t<width>{w}</width>",
-        f"\t\t<height>{h}</height>",
-        "\t\t<depth>3</depth>",
-        "\t</size>",
-        "\t<segmented>0</segmented>",
-    ]
-    for name, (x0, y0, x1, y1), truncated in objects:
-        lines += [
-            "\t<object>",
-            f"\t\t<name>{escape(name)}</name>",
-            "\t\t<pose>Unspecified</pose>",
-            f"\t\t<truncated>{int(truncated)}</truncated>",
-            "\t\t<difficult>0</difficult>",
-            "\t\t<bndbox>",
-            f"\t\t\t<xmin>{x0}</xmin>",
-            f"\t\t\t<ymin>{y0}</ymin>",
-            f"\t\t\t<xmax>{x1}</xmax>",
-            f"\t\t\t<ymax>{y1}</ymax>",
-            "\t\t</bndbox>",
-            "\t</object>",
-        ]
-    return "\n".join([*lines, "</annotation>"]) + "\n"
-
-
 def generate(root: Path, rng: np.random.Generator) -> None:
     """``images/underground_NNN.jpg`` (one ``.JPG``, as cameras write) and ``annotations/*.xml``."""
     (root / "annotations").mkdir()
@@ -103,5 +67,5 @@ def generate(root: Path, rng: np.random.Generator) -> None:
             objects.append((name, corners, corners != (x0, y0, x1, y1)))
         filename = f"underground_{k:03d}.{'JPG' if k == 7 else 'jpg'}"
         save_jpeg(add_noise(rng, image, 4), root / "images" / filename)
-        xml = labelimg_xml(filename, w, h, objects, verified=k % 5 != 0)
+        xml = labelimg_xml(filename, w, h, objects, verified=k % 5 != 0, path=f"{ANNOTATOR_DIR}/{filename}")
         (root / "annotations" / f"underground_{k:03d}.xml").write_text(xml, encoding="utf-8")

@@ -1,17 +1,15 @@
 import pytest
 
 from cvpipe.core.errors import DataError
+from cvpipe.data.labelimg import labelimg_xml
 from cvpipe.data.manifest import probe_image
 from cvpipe.sources import voc
-from cvpipe.sources.samples.voc import labelimg_xml
 from tests.conftest import write_image
 
 
 def make_voc(root, name, size, objects, filename=None, declared=None, path_dir="/Users/someone/Desktop/images"):
     w, h = declared or size
-    xml = labelimg_xml(filename or name, w, h, objects, verified=True).replace(
-        "/Users/annotator/Desktop/london_underground/images", path_dir
-    )
+    xml = labelimg_xml(filename or name, w, h, objects, verified=True, path=f"{path_dir}/{filename or name}")
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "annotations" / f"{name.rsplit('.', 1)[0]}.xml").write_text(xml, encoding="utf-8")
     return root
@@ -107,12 +105,11 @@ def test_image_beside_its_xml_and_an_unannotated_one_in_images(tmp_path):
 
 def _labelimg_files(realdata_dir):
     """LabelImg's XML as our sample writes it, and the real raccoon files when they are here."""
-    from cvpipe.sources.samples.voc import labelimg_xml
-
-    docs = [labelimg_xml("a.jpg", 640, 480, [("sign", (1, 2, 30, 40), False), ("way out", (5, 6, 7, 8), True)], verified=v)
-            .encode() for v in (True, False)]
-    docs.append(labelimg_xml("empty.jpg", 10, 10, [], verified=False).encode())
-    docs.append(labelimg_xml("straße 1.JPG", 10, 10, [("ünïcode", (0, 0, 9, 9), False)], verified=True).encode())
+    at = "/Users/annotator/Desktop/london_underground/images/"
+    docs = [labelimg_xml("a.jpg", 640, 480, [("sign", (1, 2, 30, 40), False), ("way out", (5, 6, 7, 8), True)], verified=v,
+                         path=at + "a.jpg").encode() for v in (True, False)]
+    docs.append(labelimg_xml("empty.jpg", 10, 10, [], verified=False, path=at + "empty.jpg").encode())
+    docs.append(labelimg_xml("straße 1.JPG", 10, 10, [("ünïcode", (0, 0, 9, 9), False)], verified=True, path=at + "straße 1.JPG").encode())
     if realdata_dir.is_dir():
         docs += [p.read_bytes() for p in sorted((realdata_dir / "annotations").glob("*.xml"))]
     return docs
