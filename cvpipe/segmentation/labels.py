@@ -150,7 +150,7 @@ def picture(image: np.ndarray, truth: np.ndarray, finding: Finding, text: str) -
     pad = 3
     box = [max(0, x0 - pad) * scale, max(0, y0 - pad) * scale, (x1 + pad) * scale - 1, (y1 + pad) * scale - 1]
     colour = 3 if finding.kind == MISSING_MASK else 1
-    drawn = boxes(tinted, [box], [f"{finding.score:.2f}"], [colour])
+    drawn = boxes(tinted, [box], [f"score {finding.score:.2f}"], [colour])
     size = max(10, round(min(drawn.shape[:2]) / 16))
     band = Image.new("RGB", (drawn.shape[1], size + 8), (0, 0, 0))
     ImageDraw.Draw(band).text((4, 2), text, fill=(255, 255, 255), font=font(size))
