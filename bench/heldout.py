@@ -45,10 +45,11 @@ def run_data_stages(names: list[str], seed: int, work: Path) -> None:
     env = os.environ | {"PYTHONPATH": str(REPO)}
     python = sys.executable
     chosen = [arg for name in names for arg in ("--dataset", name)]
-    subprocess.run([python, "-m", "stages.samples", "--out", "data/raw", "--seed", str(seed), *chosen], cwd=work, env=env, check=True)
-    for spec in resolve(REPO):
-        if spec.group in DATA_STAGES and spec.item in names:
-            subprocess.run([python, "-m", spec.module, *spec.args], cwd=work, env=env, check=True, stdout=subprocess.DEVNULL)
+    commands = [["-m", "stages.samples", "--out", "data/raw", "--seed", str(seed), *chosen]]
+    commands += [["-m", spec.module, *spec.args] for spec in resolve(REPO) if spec.group in DATA_STAGES and spec.item in names]
+    for command in commands:  # a stage that fails has said why in one line
+        if subprocess.run([python, *command], check=False, cwd=work, env=env, stdout=subprocess.DEVNULL).returncode:
+            sys.exit(f"error: {command[1]} failed on the fresh sample (its line above says why)")
 
 
 def data_dir(name: str, specs: list) -> str:
@@ -85,6 +86,12 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
     names = args.dataset or list(params["datasets"])
+    unknown = [n for n in names if n not in params["datasets"]]
+    if unknown:
+        parser.error(f"--dataset {unknown[0]}: not a dataset of params.yaml ({', '.join(params['datasets'])})")
+    untrained = [n for n in names if not (REPO / "models" / n / "train.json").is_file()]
+    if untrained or not (os.environ.get("MLFLOW_TRACKING_URI") or (REPO / "mlruns" / "mlflow.db").is_file()):
+        sys.exit(f"error: no trained and registered model of {', '.join(untrained) or 'any dataset'}: run make run first")
     specs = resolve(REPO)
     settings = BootstrapSettings(0.95, args.resamples, 0)
     open_store(REPO / "mlruns", write=False)

@@ -94,14 +94,19 @@ def generate(root: Path, rng: np.random.Generator, scale: str | float = SAMPLE, 
             file_name = f"{image_id:012d}.jpg"
             save_jpeg(canvas, root / split / file_name)
             images.append({"id": image_id, "file_name": file_name, "width": w, "height": h, "license": 1})
-        doc = {
-            "info": {"description": "cvpipe COCO-layout sample", "version": "1.0", "year": 2026},
-            "licenses": [{"id": 1, "name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"}],
-            "images": images,
-            "annotations": annotations,
-            "categories": CATEGORIES,
-        }
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc), encoding="utf-8")
+        _write_instances(root, split, "cvpipe COCO-layout sample", images, annotations, CATEGORIES)
+
+
+def _write_instances(root: Path, split: str, description: str, images: list, annotations: list, categories: list) -> None:
+    """``annotations/instances_<split>.json`` as COCO lays it out."""
+    doc = {
+        "info": {"description": description, "version": "1.0", "year": 2026},
+        "licenses": [{"id": 1, "name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"}],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
+    (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc), encoding="utf-8")
 
 
 def _generate_real(root: Path, rng: np.random.Generator, scale: float, workers: int) -> None:
@@ -118,14 +123,7 @@ def _generate_real(root: Path, rng: np.random.Generator, scale: float, workers: 
             for ann in anns:
                 annotations.append({"id": ann_id, "image_id": image_id, **ann})
                 ann_id += 1
-        doc = {
-            "info": {"description": "cvpipe COCO-layout set at the real size", "version": "1.0", "year": 2026},
-            "licenses": [{"id": 1, "name": "CC BY 4.0", "url": "https://creativecommons.org/licenses/by/4.0/"}],
-            "images": images,
-            "annotations": annotations,
-            "categories": categories,
-        }
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc), encoding="utf-8")
+        _write_instances(root, split, "cvpipe COCO-layout set at the real size", images, annotations, categories)
 
 
 def _real_id(split: int, i: int) -> int:
